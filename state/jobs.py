@@ -1,0 +1,260 @@
+"""Detached jobs: launch, liveness, control flags, stop, reconcile (DESIGN.md, "Job lifecycle").
+
+A job is a folder (a run under lora_output/ or a job under jobs/) holding job.json, events.jsonl,
+log.txt and control/. The launching process may exit at any time: everything the dashboard needs
+to know about a job is derived from those files plus a liveness check of the recorded pid.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import psutil
+
+from . import events as ev
+from . import paths
+from .fsutil import read_json, write_json
+
+JOB_FILE = "job.json"
+LOG_FILE = "log.txt"
+CONTROL = "control"
+READY_FLAG = "ready"  # written by the job once its signal handlers are installed
+FLAGS = ("stop", "save_now", "sample_now")
+TERMINAL = ("completed", "stopped", "failed", "died")
+RUN_PY = Path(__file__).resolve().parent.parent / "trainer" / "run.py"
+
+
+@dataclass
+class JobStatus:
+    job_dir: Path
+    kind: str
+    status: str  # queued | running | completed | stopped | failed | died | unknown
+    pid: int | None
+    started_at: float | None
+    ended_at: float | None
+    last_event: dict | None
+    detail: str = ""  # for died/failed: what we know (last event, last log lines)
+
+    @property
+    def job_id(self) -> str:
+        return self.job_dir.name
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+
+def job_info(job_dir: Path) -> dict:
+    return read_json(Path(job_dir) / JOB_FILE, default={}) or {}
+
+
+def launch(job_dir: Path, kind: str, extra_args: Iterable[str] = (), python: str | None = None,
+           env: dict | None = None) -> dict:
+    """Start `trainer/run.py <kind> --job-dir <job_dir>` detached from this process.
+
+    The child gets its own session (so closing the dashboard, or a signal to its process group,
+    never reaches it) and writes stdout+stderr to log.txt. job.json is written before the child
+    starts and then updated with its pid and create_time, which together identify the process.
+    """
+    job_dir = Path(job_dir)
+    (job_dir / CONTROL).mkdir(parents=True, exist_ok=True)
+    for flag in FLAGS + (READY_FLAG,):
+        (job_dir / CONTROL / flag).unlink(missing_ok=True)
+    argv = [python or sys.executable, "-u", str(RUN_PY), kind, "--job-dir", str(job_dir), *extra_args]
+    info = {
+        "kind": kind,
+        "argv": argv,
+        "pid": None,
+        "create_time": None,
+        "started_at": time.time(),
+        "host": socket.gethostname(),
+        "launches": job_info(job_dir).get("launches", 0) + 1,
+    }
+    write_json(job_dir / JOB_FILE, info)
+    child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    with open(job_dir / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=str(paths.root()), env=child_env, start_new_session=True, close_fds=True,
+        )
+    info["pid"] = proc.pid
+    try:
+        info["create_time"] = psutil.Process(proc.pid).create_time()
+    except psutil.Error:
+        pass  # exited already; reconcile will read its events
+    write_json(job_dir / JOB_FILE, info)
+    _forget(proc)
+    return info
+
+
+def _forget(proc: subprocess.Popen) -> None:
+    # We never wait() on detached jobs; reap them in a thread so they do not linger as zombies
+    # while the dashboard lives (after it exits, init adopts them).
+    import threading
+    threading.Thread(target=proc.wait, daemon=True).start()
+
+
+def process_of(job_dir: Path) -> psutil.Process | None:
+    """The job's live process, or None if it is gone, a zombie, or the pid was reused."""
+    info = job_info(job_dir)
+    pid, ctime = info.get("pid"), info.get("create_time")
+    if not pid:
+        return None
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if ctime is not None and abs(p.create_time() - ctime) > 1.0:
+            return None
+        return p
+    except psutil.Error:
+        return None
+
+
+def is_alive(job_dir: Path) -> bool:
+    return process_of(job_dir) is not None
+
+
+def request(job_dir: Path, flag: str) -> None:
+    if flag not in FLAGS:
+        raise ValueError(f"unknown control flag {flag!r}; expected one of {FLAGS}")
+    d = Path(job_dir) / CONTROL
+    d.mkdir(parents=True, exist_ok=True)
+    (d / flag).write_text(str(time.time()))
+
+
+def flag_set(job_dir: Path, flag: str) -> bool:
+    return (Path(job_dir) / CONTROL / flag).exists()
+
+
+def clear_flag(job_dir: Path, flag: str) -> None:
+    (Path(job_dir) / CONTROL / flag).unlink(missing_ok=True)
+
+
+def mark_ready(job_dir: Path) -> None:
+    d = Path(job_dir) / CONTROL
+    d.mkdir(parents=True, exist_ok=True)
+    (d / READY_FLAG).write_text(str(os.getpid()))
+
+
+def is_ready(job_dir: Path) -> bool:
+    return (Path(job_dir) / CONTROL / READY_FLAG).exists()
+
+
+def stop(job_dir: Path, wait_s: float = 0.0, force: bool = False) -> str:
+    """Ask a job to stop and save. Returns what happened, in words.
+
+    The flag is always written. SIGTERM is sent only once the job has signalled ready (before
+    that its handlers are not installed and SIGTERM would kill it without a checkpoint). With
+    wait_s > 0 this waits for the process to exit; `force` escalates to SIGKILL after that.
+    """
+    request(job_dir, "stop")
+    p = process_of(job_dir)
+    if p is None:
+        return "not running"
+    if is_ready(job_dir):
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            return "not running"
+    if wait_s <= 0:
+        return "stop requested: the job saves a checkpoint and exits after the current step"
+    try:
+        p.wait(timeout=wait_s)
+        return "stopped"
+    except psutil.TimeoutExpired:
+        return kill(job_dir) if force else "stop requested: still saving"
+    except psutil.Error:
+        return "stopped"
+
+
+def kill(job_dir: Path) -> str:
+    p = process_of(job_dir)
+    if p is None:
+        return "not running"
+    try:
+        p.kill()
+        p.wait(timeout=10)
+    except psutil.Error:
+        pass
+    return "killed"
+
+
+def _tail_lines(path: Path, n: int = 20, max_bytes: int = 16384) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-n:]
+
+
+def log_tail(job_dir: Path, n: int = 20) -> list[str]:
+    return _tail_lines(Path(job_dir) / LOG_FILE, n)
+
+
+def status(job_dir: Path) -> JobStatus:
+    """Derive a job's status from its files and process, without changing anything."""
+    job_dir = Path(job_dir)
+    info = job_info(job_dir)
+    events_path = job_dir / ev.EVENTS_FILE
+    last = ev.last_event(events_path)
+    end = last if last and last.get("type") == "end" else ev.last_event(events_path, ["end"])
+    kind = info.get("kind", "unknown")
+    if end is not None and end.get("t", 0) >= info.get("started_at", 0) - 1:
+        return JobStatus(job_dir, kind, end.get("status", "completed"), info.get("pid"),
+                         info.get("started_at"), end.get("t"), last)
+    if not info:
+        return JobStatus(job_dir, kind, "unknown", None, None, None, last)
+    alive = is_alive(job_dir)
+    if alive:
+        queued = last is not None and last.get("type") == "queued"
+        return JobStatus(job_dir, kind, "queued" if queued else "running", info.get("pid"),
+                         info.get("started_at"), None, last)
+    if info.get("pid") is None:
+        return JobStatus(job_dir, kind, "running", None, info.get("started_at"), None, last,
+                         "starting")
+    return JobStatus(job_dir, kind, "died", info.get("pid"), info.get("started_at"), None, last,
+                     _died_detail(job_dir, last))
+
+
+def _died_detail(job_dir: Path, last: dict | None) -> str:
+    parts = ["The job's process is gone without saying it finished (killed, crashed, or the machine restarted)."]
+    if last:
+        parts.append(f"Last event: {last.get('type')} {({k: v for k, v in last.items() if k not in ('t', 'type')})}")
+    lines = log_tail(job_dir, 8)
+    if lines:
+        parts.append("Last log lines:\n" + "\n".join(lines))
+    return "\n".join(parts)
+
+
+def reconcile(job_dir: Path) -> JobStatus:
+    """Status, and if the job died, record that as its `end` event so every reader agrees."""
+    st = status(job_dir)
+    if st.status == "died":
+        ev.append_event(job_dir, "end", status="died", message=st.detail,
+                        elapsed_s=(time.time() - st.started_at) if st.started_at else None)
+        st.ended_at = time.time()
+    return st
+
+
+def list_jobs(*roots: Path) -> list[Path]:
+    out = []
+    for r in roots or (paths.runs_dir(), paths.jobs_dir()):
+        if r.is_dir():
+            out.extend(d for d in r.iterdir() if d.is_dir() and (d / JOB_FILE).exists())
+    return sorted(out, key=lambda d: job_info(d).get("started_at", 0), reverse=True)
+
+
+def active_jobs() -> list[JobStatus]:
+    return [s for s in (reconcile(d) for d in list_jobs()) if s.active]

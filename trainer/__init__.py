@@ -1,0 +1,1 @@
+"""Everything that needs torch. Imported only inside job subprocesses (trainer/run.py)."""

@@ -1,0 +1,26 @@
+"""Plain-words hints for failures users actually hit; shown next to the error in the dashboard."""
+from __future__ import annotations
+
+import errno
+
+
+def hint_for(exc: BaseException) -> str | None:
+    text = f"{type(exc).__name__}: {exc}"
+    low = text.lower()
+    if "out of memory" in low and ("cuda" in low or "gpu" in low or type(exc).__name__ == "OutOfMemoryError"):
+        return ("The GPU ran out of memory. Lower the clip length or the LoRA rank, use batch size 1 "
+                "with gradient accumulation, or turn on gradient checkpointing.")
+    if isinstance(exc, MemoryError) or "cannot allocate memory" in low:
+        return "The machine ran out of RAM. Close other programs, shorten the clip length, or use fewer/shorter tracks."
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "no space left" in low:
+        return "The disk is full. Delete old runs or checkpoints (Runs page), lower keep-last-K, and resume."
+    if "nan" in low and "loss" in low:
+        return ("The loss became NaN. Lower the learning rate (e.g. 5e-5), keep max grad norm at 1.0, "
+                "and resume from the last good checkpoint.")
+    if "401" in low or "unauthorized" in low or "token" in low and "invalid" in low:
+        return "The Hugging Face token is missing or invalid. Set HF_TOKEN or paste a token with read (or write) access."
+    if "gated" in low:
+        return "This repository is gated: accept its terms on huggingface.co, then use a token from that account."
+    if "connection" in low or "resolve" in low and "host" in low or "offline" in low:
+        return "No network connection to the Hugging Face Hub. Check the connection or use a local model folder."
+    return None

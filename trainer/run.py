@@ -1,0 +1,72 @@
+"""Job entry point: `python trainer/run.py KIND --job-dir DIR [options]`.
+
+Each kind maps to one function `fn(ctx: JobContext, args) -> status`, imported lazily so a
+fetch job never pays for importing the training stack. run.py owns the frame every job shares:
+the events file, signal handling, the `error` event with a hint, and the closing `end` event.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from state.events import EventWriter  # noqa: E402
+from trainer.job import JobContext, StopNow, load_params  # noqa: E402
+
+# kind -> "module:function"; a function returns the end status (completed | stopped | failed)
+KINDS = {
+    "demo-model": "trainer.tiny:job_build_demo",
+    "fetch": "trainer.fetch:job_fetch",
+    "import-original": "trainer.convert:job_import",
+    "preprocess": "trainer.preprocess:job_preprocess",
+    "train": "trainer.train:job_train",
+    "selftest": "trainer.selftest:job_selftest",
+}
+
+
+def hint_for(exc: BaseException) -> str | None:
+    from trainer.hints import hint_for as _hint  # noqa: PLC0415
+    return _hint(exc)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="trainer/run.py", description=__doc__)
+    ap.add_argument("kind", choices=sorted(KINDS))
+    ap.add_argument("--job-dir", required=True, type=Path)
+    ap.add_argument("--config", type=Path, help="train: a config JSON to use instead of <job-dir>/config.json")
+    ap.add_argument("--manifest", type=Path, help="train: a dataset manifest (JSONL) to use")
+    ap.add_argument("--resume", help="train: checkpoint folder (or 'latest') to resume from")
+    ap.add_argument("--after", help="train: wait for this run id to end before starting")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    job_dir = args.job_dir.resolve()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with EventWriter(job_dir) as events:
+        ctx = JobContext(job_dir, events, load_params(job_dir))
+        ctx.install_signal_handlers()
+        module, fn = KINDS[args.kind].split(":")
+        try:
+            status = getattr(importlib.import_module(module), fn)(ctx, args) or "completed"
+        except StopNow:
+            status = "stopped"
+        except BaseException as exc:  # noqa: BLE001 - every failure must end with an `error` event
+            traceback.print_exc()
+            events.emit("error", message=f"{type(exc).__name__}: {exc}", hint=hint_for(exc),
+                        traceback=traceback.format_exc(limit=20))
+            status = "failed"
+        events.emit("end", status=status, elapsed_s=round(time.time() - t0, 3),
+                    final_dir=str(job_dir / "final") if (job_dir / "final").is_dir() else None)
+    return 0 if status in ("completed", "stopped") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
