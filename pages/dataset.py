@@ -1,0 +1,218 @@
+"""Dataset page: pick or create a dataset, check every file, edit labels, import a CSV."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from state import labels, manifest, paths, uploads
+from state.fsutil import SaveError
+from state.label_import import import_csv
+from state.probe import audio_extensions
+from state.sidecar import SidecarError
+from state.watch import FolderWatch
+
+UPLOAD_TYPES = [e.lstrip(".") for e in audio_extensions()] + ["json"]
+STATUS_ICON = {"ok": "✅", "warning": "⚠️", "error": "❌"}
+
+
+@st.cache_resource(show_spinner=False)
+def _watch(folder: str) -> FolderWatch:
+    return FolderWatch(Path(folder), suffixes=tuple(audio_extensions()) + (".json",))
+
+
+def _scan(ds: manifest.Dataset) -> manifest.ScanResult:
+    bar = st.progress(0.0, text="Checking files…")
+    result = manifest.scan(ds, progress=lambda i, n, name: bar.progress(i / n, text=f"Checking {name} ({i}/{n})"))
+    bar.empty()
+    st.session_state["data_scan"] = (ds.name, result)
+    st.session_state["data_editor_gen"] = st.session_state.get("data_editor_gen", 0) + 1
+    return result
+
+
+def _report(results) -> None:
+    for r in results:
+        (st.success if r.status in ("saved", "replaced") else st.warning)(r.message)
+
+
+st.title("Dataset")
+st.caption("Audio files plus optional same-name sidecars (`song.wav` + `song.json`). Labels are optional; "
+           "captions help a lot.")
+
+# ---- CHOOSE OR CREATE ---------------------------------------------------------------------
+names = manifest.list_datasets()
+with st.expander("New dataset", expanded=not names):
+    new_name = st.text_input("Name", key="data_new_name", placeholder="my-album",
+                             help="Letters, digits, '.', '_' and '-'.")
+    tab_upload, tab_folder = st.tabs(["Upload files", "Use a folder on this machine"])
+    with tab_upload:
+        files = st.file_uploader("Audio files and sidecars", type=UPLOAD_TYPES, accept_multiple_files=True,
+                                 key="data_new_files")
+        if st.button("Create from uploads", key="data_create_upload", disabled=not (new_name and files)):
+            try:
+                ds = manifest.create_dataset(paths.check_name(new_name, "Dataset name"))
+            except ValueError as exc:
+                st.error(str(exc))
+                st.stop()
+            _report(uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in files]))
+            st.session_state["dataset_name"] = ds.name
+            _scan(ds)
+    with tab_folder:
+        folder = st.text_input("Folder path", key="data_new_folder", placeholder="/home/me/music/album")
+        if st.button("Create from folder", key="data_create_folder", disabled=not (new_name and folder)):
+            try:
+                ds = manifest.create_dataset(paths.check_name(new_name, "Dataset name"), Path(folder))
+            except (ValueError, FileNotFoundError) as exc:
+                st.error(str(exc))
+                st.stop()
+            st.session_state["dataset_name"] = ds.name
+            _scan(ds)
+    names = manifest.list_datasets()
+
+if not names:
+    st.info("Create a dataset above: upload some songs, or point at a folder of audio files.")
+    st.stop()
+
+current = st.session_state.get("dataset_name")
+name = st.selectbox("Dataset", names, index=names.index(current) if current in names else 0, key="data_pick")
+st.session_state["dataset_name"] = name
+ds = manifest.open_dataset(name)
+st.caption(f"Audio folder: `{ds.source}`")
+
+# ---- ADD FILES -----------------------------------------------------------------------------
+if not ds.external:
+    with st.expander("Add files"):
+        more = st.file_uploader("Drop audio files and sidecars", type=UPLOAD_TYPES, accept_multiple_files=True,
+                                key=f"data_more_{st.session_state.get('data_editor_gen', 0)}")
+        replace = st.checkbox("Replace existing files with the same name (old ones kept as backups)",
+                              key="data_replace")
+        if st.button("Add to dataset", key="data_add", disabled=not more):
+            _report(uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in more],
+                                         on_conflict="replace" if replace else "skip"))
+            _scan(ds)
+
+# ---- SCAN ----------------------------------------------------------------------------------
+watch = _watch(str(ds.source))
+scanned = st.session_state.get("data_scan")
+if st.button("Rescan folder", key="data_rescan") or not scanned or scanned[0] != name:
+    st.session_state["data_watch_gen"] = watch.generation
+    scanned = (name, _scan(ds))
+result: manifest.ScanResult = scanned[1]
+
+
+@st.fragment(run_every=3)
+def _notice_changes() -> None:
+    # watchdog tells us when files appear or change; only then do we rescan
+    if watch.generation != st.session_state.get("data_watch_gen", 0):
+        st.session_state["data_watch_gen"] = watch.generation
+        watch.take_changes()
+        st.session_state.pop("data_scan", None)
+        st.rerun()
+
+
+_notice_changes()
+rows = manifest.read_manifest(ds)
+for note in result.notes:
+    st.warning(note)
+
+# ---- SUMMARY -------------------------------------------------------------------------------
+s = manifest.summary(rows)
+c1, c2, c3, c4, c5 = st.columns(5)
+c1.metric("Tracks", s["tracks"])
+c2.metric("OK", s["ok"])
+c3.metric("Warnings", s["warning"])
+c4.metric("Errors", s["error"])
+c5.metric("Usable audio", f"{s['seconds'] / 60:.1f} min")
+(st.success if s["can_train"] and s["captioned"] == s["usable"] else st.info if s["can_train"] else st.error)(
+    s["verdict"])
+if not rows:
+    st.info("No audio files found in this folder yet. Add files above, or copy them into the folder.")
+    st.stop()
+
+# ---- PROBLEMS ------------------------------------------------------------------------------
+flagged = [r for r in rows if r["problems"]]
+if flagged or result.orphans:
+    with st.expander(f"Problems ({len(flagged)} files, {len(result.orphans)} stray sidecars)",
+                     expanded=s["error"] > 0):
+        for r in flagged:
+            st.markdown(f"**{STATUS_ICON[r['status']]} {r['id']}**")
+            for text in r["problems"]:
+                st.markdown(f"- {text}")
+        for o in result.orphans:
+            st.markdown(f"- ⚠️ {o}")
+
+# ---- LABELS --------------------------------------------------------------------------------
+st.subheader("Labels")
+table = pd.DataFrame([{"status": STATUS_ICON[r["status"]], "id": r["id"],
+                       **{k: r.get(k) for k in labels.LABEL_FIELDS}, "seconds": r.get("seconds"),
+                       "labeled_by": r.get("labeled_by")} for r in rows])
+edited = st.data_editor(
+    table, hide_index=True, key=f"data_editor_{st.session_state.get('data_editor_gen', 0)}",
+    disabled=["status", "id", "seconds", "labeled_by"],
+    column_config={
+        "caption": st.column_config.TextColumn("caption", width="large"),
+        "lyrics": st.column_config.TextColumn("lyrics", width="medium"),
+        "bpm": st.column_config.NumberColumn("bpm", min_value=30, max_value=300, step=1),
+        "keyscale": st.column_config.TextColumn("keyscale", help='e.g. "A minor", "F# major"'),
+        "timesignature": st.column_config.SelectboxColumn("timesignature", options=list(labels.TIME_SIGNATURES)),
+        "vocal_language": st.column_config.SelectboxColumn("vocal_language", options=list(labels.LANGUAGES)),
+        "duration": st.column_config.NumberColumn("duration", min_value=10, max_value=600),
+        "seconds": st.column_config.NumberColumn("seconds", format="%.1f"),
+    },
+)
+changes = manifest.edits_from_table(rows, edited.to_dict("records"))
+if st.button(f"Save {len(changes)} changed track(s)" if changes else "Save labels", key="data_save",
+             type="primary", disabled=not changes):
+    try:
+        manifest.save_labels(ds, changes)
+    except (manifest.LabelError, SidecarError, SaveError) as exc:
+        for p in getattr(exc, "problems", [str(exc)]):
+            st.error(p)
+    else:
+        st.session_state["data_saved"] = f"Saved labels for {len(changes)} track(s)."
+        st.session_state.pop("data_scan", None)
+        st.rerun()
+if msg := st.session_state.pop("data_saved", None):
+    st.success(msg)
+
+# ---- ONE TRACK -----------------------------------------------------------------------------
+st.subheader("Listen and edit one track")
+ids = [r["id"] for r in rows]
+tid = st.selectbox("Track", ids, key="data_track")
+row = next(r for r in rows if r["id"] == tid)
+left, right = st.columns([1, 1])
+with left:
+    if row["status"] != "error" or row.get("sample_rate"):
+        st.audio(row["audio"])
+    st.caption(f"{row.get('seconds') or 0:.1f} s · {row.get('sample_rate') or '?'} Hz · "
+               f"{row.get('channels') or '?'} ch · sidecar: {row.get('sidecar') or 'none'}")
+    for text in row["problems"]:
+        st.warning(text)
+with right:
+    with st.form(key=f"data_track_form_{tid}"):
+        cap = st.text_area("Caption", row.get("caption") or "", height=90)
+        lyr = st.text_area("Lyrics", row.get("lyrics") or "", height=220,
+                           help="Section tags like [Verse], [Chorus]; [Instrumental] for none.")
+        if st.form_submit_button("Save track"):
+            try:
+                manifest.save_labels(ds, {tid: {"caption": cap, "lyrics": lyr}})
+            except (manifest.LabelError, SidecarError, SaveError) as exc:
+                for p in getattr(exc, "problems", [str(exc)]):
+                    st.error(p)
+            else:
+                st.session_state["data_saved"] = f"Saved {tid}."
+                st.session_state.pop("data_scan", None)
+                st.rerun()
+
+# ---- CSV IMPORT ----------------------------------------------------------------------------
+with st.expander("Import labels from a CSV"):
+    st.caption("A `file` column with each track's file name, plus any of: " + ", ".join(labels.LABEL_FIELDS))
+    csv_file = st.file_uploader("CSV file", type=["csv", "tsv", "txt"], key="data_csv")
+    if csv_file is not None and st.button("Import labels", key="data_csv_go"):
+        report = import_csv(ds, csv_file.getvalue(), csv_file.name)
+        if report.updated:
+            st.success(f"Updated {len(report.updated)} track(s) from {csv_file.name}.")
+        for p in report.problems:
+            st.warning(p)
+        st.session_state.pop("data_scan", None)

@@ -1,0 +1,56 @@
+"""AceLoRA dashboard entry: navigation, session defaults and the shared sidebar.
+
+Run with `streamlit run streamlit_app.py`. This process only reads and writes files; every heavy
+job runs as a detached subprocess (trainer/run.py), so this file never imports torch.
+"""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from state import device, jobs, paths
+
+st.set_page_config(page_title="AceLoRA", page_icon="🎛️", layout="wide")
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _device() -> dict:
+    return device.describe()
+
+
+def _elapsed(since: float | None) -> str:
+    if not since:
+        return ""
+    s = int(time.time() - since)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        d = _device()
+        st.caption("Device")
+        st.markdown(f"**{d['label']}**")
+        mem = f" · GPU {d['gpu_mem_total_gb']} GB" if d.get("gpu_mem_total_gb") else ""
+        st.caption(f"RAM {d['ram_available_gb']} / {d['ram_total_gb']} GB free{mem}")
+        st.caption(f"Workspace: `{paths.root()}`")
+        if not paths.persistent():
+            st.warning("This Space has no persistent storage at /data: runs are lost when it restarts.")
+        st.divider()
+        st.caption("Jobs")
+        active = jobs.active_jobs()
+        if not active:
+            st.caption("No job running.")
+        for j in active:
+            icon = "⏳" if j.status == "queued" else "🟢"
+            st.markdown(f"{icon} `{j.job_id}` · {j.kind} · {j.status} · {_elapsed(j.started_at)}")
+
+
+st.session_state.setdefault("dataset_name", None)
+
+pages = [
+    st.Page("pages/dataset.py", title="Dataset", icon="🎵", default=True),
+]
+nav = st.navigation(pages)
+sidebar()
+nav.run()
