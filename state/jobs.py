@@ -241,7 +241,7 @@ def _died_detail(job_dir: Path, last: dict | None) -> str:
 def reconcile(job_dir: Path) -> JobStatus:
     """Status, and if the job died, record that as its `end` event so every reader agrees."""
     st = status(job_dir)
-    if st.status == "died":
+    if st.status == "died" and st.ended_at is None:  # derived now, not read from an earlier `end`
         ev.append_event(job_dir, "end", status="died", message=st.detail,
                         elapsed_s=(time.time() - st.started_at) if st.started_at else None)
         st.ended_at = time.time()
