@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-from state import device, jobs, paths
+from state import device, jobs, paths, settings
 
 st.set_page_config(page_title="AceLoRA", page_icon="🎛️", layout="wide")
 
@@ -33,6 +33,14 @@ def sidebar() -> None:
         st.markdown(f"**{d['label']}**")
         mem = f" · GPU {d['gpu_mem_total_gb']} GB" if d.get("gpu_mem_total_gb") else ""
         st.caption(f"RAM {d['ram_available_gb']} / {d['ram_total_gb']} GB free{mem}")
+        model = settings.model_id()
+        st.caption("Model")
+        if settings.is_demo(model):
+            building = settings.ensure_demo_model_job()
+            st.markdown("**Tiny demo model** (random weights: produces noise, not music)"
+                        + (" · building…" if building else ""))
+        else:
+            st.markdown(f"**{model}**")
         st.caption(f"Workspace: `{paths.root()}`")
         if not paths.persistent():
             st.warning("This Space has no persistent storage at /data: runs are lost when it restarts.")
@@ -51,6 +59,5 @@ st.session_state.setdefault("dataset_name", None)
 pages = [
     st.Page("pages/dataset.py", title="Dataset", icon="🎵", default=True),
 ]
-nav = st.navigation(pages)
 sidebar()
-nav.run()
+st.navigation(pages).run()
