@@ -1,0 +1,52 @@
+"""Shared fixtures. Teammates append their own below; keep each fixture self-contained."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+# ---------------------------------------------------------------- model layer (trainer/tiny, models, preprocess)
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    """A throwaway ACELORA_HOME, so nothing is written into the repository."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("ACELORA_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny random-weights pipeline, saved once per session with save_pretrained."""
+    from trainer.tiny import write_demo_model
+
+    return write_demo_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def tiny_pipe(tiny_model_dir):
+    """A fresh load of the tiny pipeline (0.1 s), so a test may mutate it freely."""
+    from trainer.models import load_pipeline
+    import torch
+
+    return load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)
+
+
+def write_tone(path: Path, seconds: float = 4.0, sr: int = 48000, channels: int = 2, freq: float = 440.0,
+               amp: float = 0.5) -> Path:
+    """A sine wave WAV (float32), the same tone on every channel."""
+    import soundfile as sf
+
+    t = np.arange(int(round(seconds * sr))) / sr
+    mono = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    sf.write(str(path), np.repeat(mono[:, None], channels, axis=1), sr, subtype="FLOAT")
+    return Path(path)
+
+
+@pytest.fixture
+def tone():
+    """write_tone(path, seconds=4.0, sr=48000, channels=2, freq=440.0, amp=0.5) -> path."""
+    return write_tone
