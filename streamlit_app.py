@@ -36,9 +36,9 @@ def sidebar() -> None:
         model = settings.model_id()
         st.caption("Model")
         if settings.is_demo(model):
-            building = settings.ensure_demo_model_job()
+            missing = settings.resolve_model_dir(model) is None
             st.markdown("**Tiny demo model** (random weights: produces noise, not music)"
-                        + (" · building…" if building else ""))
+                        + (" · built when you open Train" if missing else ""))
         else:
             st.markdown(f"**{model}**")
         st.caption(f"Workspace: `{paths.root()}`")
@@ -58,6 +58,8 @@ st.session_state.setdefault("dataset_name", None)
 
 pages = [
     st.Page("pages/dataset.py", title="Dataset", icon="🎵", default=True),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/runs.py", title="Runs", icon="📈"),
 ]
 sidebar()
 st.navigation(pages).run()

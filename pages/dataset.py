@@ -14,6 +14,7 @@ from state.sidecar import SidecarError
 from state.watch import FolderWatch
 
 UPLOAD_TYPES = [e.lstrip(".") for e in audio_extensions()] + ["json"]
+TEXT_CELLS = ("caption", "lyrics", "keyscale")  # shown as "" rather than a grey "None" when unset
 STATUS_ICON = {"ok": "✅", "warning": "⚠️", "error": "❌"}
 
 
@@ -32,8 +33,13 @@ def _scan(ds: manifest.Dataset) -> manifest.ScanResult:
 
 
 def _report(results) -> None:
-    for r in results:
-        (st.success if r.status in ("saved", "replaced") else st.warning)(r.message)
+    # Kept in the session: the files just written wake the folder watcher, which reruns the page.
+    st.session_state["data_upload_report"] = [(r.status in ("saved", "replaced"), r.message) for r in results]
+
+
+def _show_report() -> None:
+    for ok, message in st.session_state.get("data_upload_report", []):
+        (st.success if ok else st.warning)(message)
 
 
 st.title("Dataset")
@@ -52,7 +58,7 @@ with st.expander("New dataset", expanded=not names):
         if st.button("Create from uploads", key="data_create_upload", disabled=not (new_name and files)):
             try:
                 ds = manifest.create_dataset(paths.check_name(new_name, "Dataset name"))
-            except ValueError as exc:
+            except (ValueError, FileExistsError) as exc:
                 st.error(str(exc))
                 st.stop()
             _report(uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in files]))
@@ -63,7 +69,7 @@ with st.expander("New dataset", expanded=not names):
         if st.button("Create from folder", key="data_create_folder", disabled=not (new_name and folder)):
             try:
                 ds = manifest.create_dataset(paths.check_name(new_name, "Dataset name"), Path(folder))
-            except (ValueError, FileNotFoundError) as exc:
+            except (ValueError, FileNotFoundError, FileExistsError) as exc:
                 st.error(str(exc))
                 st.stop()
             st.session_state["dataset_name"] = ds.name
@@ -79,6 +85,7 @@ name = st.selectbox("Dataset", names, index=names.index(current) if current in n
 st.session_state["dataset_name"] = name
 ds = manifest.open_dataset(name)
 st.caption(f"Audio folder: `{ds.source}`")
+_show_report()
 
 # ---- ADD FILES -----------------------------------------------------------------------------
 if not ds.external:
@@ -145,7 +152,8 @@ if flagged or result.orphans:
 # ---- LABELS --------------------------------------------------------------------------------
 st.subheader("Labels")
 table = pd.DataFrame([{"status": STATUS_ICON[r["status"]], "id": r["id"],
-                       **{k: r.get(k) for k in labels.LABEL_FIELDS}, "seconds": r.get("seconds"),
+                       **{k: r.get(k) if r.get(k) is not None or k not in TEXT_CELLS else "" for k in labels.LABEL_FIELDS},
+                       "seconds": r.get("seconds"),
                        "labeled_by": r.get("labeled_by")} for r in rows])
 edited = st.data_editor(
     table, hide_index=True, key=f"data_editor_{st.session_state.get('data_editor_gen', 0)}",

@@ -79,6 +79,7 @@ class EventTail:
     inode: int | None = None
     bad_lines: int = 0
     reset_count: int = 0  # how many times truncation/replacement forced a re-read from 0
+    keep: bool = False  # also accumulate every event in `events` (costly for very long runs)
     events: list = field(default_factory=list, repr=False)
 
     def read_new(self, max_bytes: int | None = None) -> list[dict]:
@@ -100,33 +101,42 @@ class EventTail:
         data = self.partial + data
         lines = data.split(b"\n")
         self.partial = lines.pop()  # '' when the chunk ended on a newline
-        new = list(parse_lines(lines, self))
-        self.events.extend(new)
+        new = parse_lines(lines, self)
+        if self.keep:
+            self.events.extend(new)
         return new
 
 
-def parse_lines(lines: Iterable[bytes], tail: EventTail | None = None) -> Iterable[dict]:
-    for raw in lines:
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            ev = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            if tail is not None:
-                tail.bad_lines += 1
-            continue
-        if isinstance(ev, dict) and "type" in ev:
-            yield ev
+def parse_lines(lines: list[bytes], tail: EventTail | None = None) -> list[dict]:
+    lines = [raw for raw in (r.strip() for r in lines) if raw]
+    if not lines:
+        return []
+    try:  # one C-level parse of the whole chunk; per-line only when something in it is damaged
+        parsed = json.loads(b"[" + b",".join(lines) + b"]")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        parsed = []
+        for raw in lines:
+            try:
+                parsed.append(json.loads(raw))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                pass
+    out = [ev for ev in parsed if isinstance(ev, dict) and "type" in ev]
+    if tail is not None:
+        tail.bad_lines += len(lines) - len(out)
+    return out
 
 
 def read_all(path: Path) -> list[dict]:
-    tail = EventTail(Path(path))
-    return tail.read_new()
+    return EventTail(Path(path)).read_new()
 
 
-def last_event(path: Path, types: Iterable[str] | None = None, scan_bytes: int = 65536) -> dict | None:
-    """The last complete event (optionally of given types) by reading only the file's end."""
+def last_event(path: Path, types: Iterable[str] | None = None, scan_bytes: int = 65536,
+               whole_file: bool = False) -> dict | None:
+    """The last complete event (optionally of given types), reading only the file's end.
+
+    With `whole_file`, an event type not found in the last `scan_bytes` is looked for in the whole
+    file (slow on long runs: for one-off lookups like a run's `start`, never in a refresh loop).
+    """
     wanted = set(types) if types else None
     try:
         size = os.path.getsize(path)
@@ -142,6 +152,6 @@ def last_event(path: Path, types: Iterable[str] | None = None, scan_bytes: int =
     for ev in reversed(list(parse_lines(lines))):
         if wanted is None or ev.get("type") in wanted:
             return ev
-    if start > 0 and wanted is not None:
+    if whole_file and start > 0 and wanted is not None:
         return next((e for e in reversed(read_all(Path(path))) if e.get("type") in wanted), None)
     return None

@@ -209,7 +209,7 @@ def status(job_dir: Path) -> JobStatus:
     info = job_info(job_dir)
     events_path = job_dir / ev.EVENTS_FILE
     last = ev.last_event(events_path)
-    end = last if last and last.get("type") == "end" else ev.last_event(events_path, ["end"])
+    end = last if last and last.get("type") == "end" else None  # `end` is always a job's last write
     kind = info.get("kind", "unknown")
     if end is not None and end.get("t", 0) >= info.get("started_at", 0) - 1:
         return JobStatus(job_dir, kind, end.get("status", "completed"), info.get("pid"),

@@ -60,10 +60,13 @@ class ScanResult:
 # ---- datasets -------------------------------------------------------------------------------
 
 def create_dataset(name: str, source: Path | None = None) -> Dataset:
-    d = paths.ensure(paths.dataset_dir(name))
+    d = paths.dataset_dir(name)
+    if (d / DATASET_FILE).exists():
+        raise FileExistsError(f"A dataset named {name!r} already exists. Pick another name, or open it from the list.")
     src = Path(source).expanduser().resolve() if source else d
-    if not src.is_dir():
+    if source and not src.is_dir():
         raise FileNotFoundError(f"Folder {src} does not exist. Check the path (it must be on this machine).")
+    paths.ensure(d)
     write_json(d / DATASET_FILE, {"name": name, "source": str(src) if src != d else None,
                                   "created_at": time.time()})
     return Dataset(name, d, src)

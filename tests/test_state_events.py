@@ -16,7 +16,7 @@ def test_writer_nan_inf_become_null(tmp_path):
 def test_tail_reads_only_new_bytes_and_keeps_partial_line(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_text('{"type": "a", "t": 1}\n{"type": "b", "t": 2}\n{"type": "c"')
-    tail = ev.EventTail(path)
+    tail = ev.EventTail(path, keep=True)
     assert [e["type"] for e in tail.read_new()] == ["a", "b"]
     off = tail.offset
     assert tail.read_new() == []  # nothing new: nothing read
@@ -30,7 +30,7 @@ def test_tail_reads_only_new_bytes_and_keeps_partial_line(tmp_path):
 def test_tail_detects_truncation_and_replacement(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_text('{"type": "a"}\n{"type": "b"}\n')
-    tail = ev.EventTail(path)
+    tail = ev.EventTail(path, keep=True)
     tail.read_new()
     path.write_text('{"type": "x"}\n')  # shorter: truncated / rewritten
     assert [e["type"] for e in tail.read_new()] == ["x"]
@@ -47,7 +47,7 @@ def test_tail_skips_garbage_lines(tmp_path):
     path.write_bytes(b'{"type": "a"}\nnot json\n\xff\xfe\n[1,2]\n{"type": "b"}\n')
     tail = ev.EventTail(path)
     assert [e["type"] for e in tail.read_new()] == ["a", "b"]
-    assert tail.bad_lines == 2
+    assert tail.bad_lines == 3  # two undecodable lines and one that is not an event object
 
 
 def test_last_event_reads_the_end_only(tmp_path):
@@ -59,5 +59,6 @@ def test_last_event_reads_the_end_only(tmp_path):
     path = tmp_path / "events.jsonl"
     assert ev.last_event(path)["type"] == "checkpoint"
     assert ev.last_event(path, ["step"])["step"] == 4999
-    assert ev.last_event(path, ["start"])["type"] == "start"  # falls back to a full read
+    assert ev.last_event(path, ["start"]) is None  # not in the tail, and no full read by default
+    assert ev.last_event(path, ["start"], whole_file=True)["type"] == "start"
     assert ev.last_event(tmp_path / "missing.jsonl") is None

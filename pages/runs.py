@@ -1,0 +1,94 @@
+"""Runs page: every run with its status and numbers; one run's details; compare runs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from state import jobs, paths, runs
+from state.fsutil import read_json
+from ui import charts, live
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _summary(run_dir: str, size: int, mtime: float, alive: bool) -> dict:
+    # Keyed by the events file's size, mtime and liveness: a finished run is parsed once, not per rerun.
+    return runs.summarize(Path(run_dir)).row()
+
+
+def _row(d: Path) -> dict:
+    try:
+        s = (d / "events.jsonl").stat()
+        size, mtime = s.st_size, s.st_mtime
+    except FileNotFoundError:
+        size, mtime = 0, 0.0
+    return _summary(str(d), size, mtime, jobs.is_alive(d))
+
+
+st.title("Runs")
+dirs = runs.list_runs()
+if not dirs:
+    st.info("No runs yet. Start one on the Train page.")
+    st.stop()
+
+# ---- ALL RUNS ------------------------------------------------------------------------------
+table = pd.DataFrame([_row(d) for d in dirs])
+f1, f2 = st.columns([1, 3])
+status_filter = f1.multiselect("Status", sorted(table["status"].unique()), key="runs_status")
+text_filter = f2.text_input("Filter by run or model", key="runs_text")
+view = table
+if status_filter:
+    view = view[view["status"].isin(status_filter)]
+if text_filter:
+    mask = view["run"].str.contains(text_filter, case=False) | view["model"].fillna("").str.contains(text_filter, case=False)
+    view = view[mask]
+st.dataframe(view, hide_index=True, use_container_width=True,
+             column_config={"last loss": st.column_config.NumberColumn(format="%.4f"),
+                            "best loss": st.column_config.NumberColumn(format="%.4f")})
+
+# ---- ONE RUN -------------------------------------------------------------------------------
+st.subheader("Run details")
+run_id = st.selectbox("Run", [d.name for d in dirs], key="runs_pick")
+run_dir = paths.run_dir(run_id)
+tab_live, tab_cfg, tab_files = st.tabs(["Progress", "Config", "Checkpoints & adapter"])
+with tab_live:
+    status = live.render(run_dir, key="runs_live")
+with tab_cfg:
+    st.json(read_json(run_dir / "config.json", default={}) or {})
+with tab_files:
+    ckpts = runs.checkpoints(run_dir)
+    st.write(f"{len(ckpts)} checkpoint(s): " + ", ".join(p.name for p in ckpts) if ckpts else "No checkpoints.")
+    if ckpts and status in ("stopped", "died", "failed", "completed"):
+        pick = st.selectbox("Resume from", [p.name for p in ckpts][::-1], key="runs_resume_pick")
+        if st.button("Resume", key="runs_resume"):
+            runs.start_run({}, [], run_id=run_id, resume=pick)
+            st.toast(f"Resuming {run_id} from {pick}")
+    final = run_dir / "final"
+    if final.is_dir():
+        st.write("Final adapter: " + ", ".join(sorted(p.name for p in final.iterdir())))
+        if st.button("Prepare adapter zip", key="runs_zip"):
+            st.session_state["runs_zip_data"] = (run_id, runs.zip_dir(final))
+        zipped = st.session_state.get("runs_zip_data")
+        if zipped and zipped[0] == run_id:
+            st.download_button("Download adapter (.zip)", zipped[1], file_name=f"{run_id}-adapter.zip",
+                               mime="application/zip", key="runs_zip_dl")
+    else:
+        st.caption("No final adapter yet (it is written when a run completes).")
+    with st.popover("Delete run", disabled=jobs.is_alive(run_dir)):
+        st.warning(f"Delete {run_id} with all its checkpoints and adapter? This cannot be undone.")
+        if st.button("Yes, delete", key="runs_delete", type="primary"):
+            runs.delete_run(run_dir)
+            st.rerun()
+
+# ---- COMPARE -------------------------------------------------------------------------------
+st.subheader("Compare runs")
+chosen = st.multiselect("Runs", [d.name for d in dirs], key="runs_compare")
+if len(chosen) >= 2:
+    st.plotly_chart(charts.compare_figure({r: runs.load_series(paths.run_dir(r)) for r in chosen},
+                                          log_y=st.toggle("Log scale", key="runs_cmp_log")), key="runs_cmp_fig")
+    diff = runs.config_diff({r: read_json(paths.run_dir(r) / "config.json", default={}) or {} for r in chosen})
+    if diff:
+        st.dataframe(pd.DataFrame(diff), hide_index=True, use_container_width=True)
+    else:
+        st.caption("The configs are identical.")

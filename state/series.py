@@ -1,0 +1,116 @@
+"""A run's events folded into plottable series, incrementally, plus spike-keeping downsampling.
+
+`RunSeries.add(events)` takes only the new events of a refresh (from `EventTail.read_new`), so a
+1M-line events file is parsed once and each refresh costs only what was appended. Charts then
+ask for at most a few thousand points: `minmax_downsample` keeps each bucket's min and max, so a
+single loss spike among 200,000 steps still shows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STEP_FIELDS = ("loss", "lr", "grad_norm", "samples_per_s", "elapsed_s", "eta_s", "gpu_mem_alloc_mb",
+               "gpu_mem_reserved_mb", "gpu_mem_peak_mb", "rss_mb", "epoch")
+
+
+@dataclass
+class RunSeries:
+    steps: list = field(default_factory=list)
+    cols: dict = field(default_factory=lambda: {k: [] for k in STEP_FIELDS})
+    t: list = field(default_factory=list)
+    start: dict | None = None
+    end: dict | None = None
+    phase: dict | None = None  # latest phase event
+    resumed_at: list = field(default_factory=list)  # steps where a resume happened
+    sample_events: list = field(default_factory=list)
+    checkpoints: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    last_step: dict | None = None
+    n_events: int = 0
+    _arrays: dict = field(default_factory=dict, repr=False)  # name -> float array of the list's prefix
+
+    def add(self, events: list[dict]) -> None:
+        for e in events:
+            self.n_events += 1
+            kind = e.get("type")
+            if kind == "step":
+                self.steps.append(_num(e.get("step")))
+                self.t.append(_num(e.get("t")))
+                for k in STEP_FIELDS:
+                    self.cols[k].append(_num(e.get(k)))
+                self.last_step = e
+            elif kind == "phase":
+                self.phase = e
+            elif kind == "start":
+                self.start, self.end = e, None
+            elif kind == "end":
+                self.end = e
+            elif kind == "resumed":
+                self.resumed_at.append(e.get("step"))
+            elif kind == "sample":
+                self.sample_events.append(e)
+            elif kind == "checkpoint":
+                self.checkpoints.append(e)
+            elif kind == "warning":
+                self.warnings.append(e)
+            elif kind == "error":
+                self.errors.append(e)
+
+    def array(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) as float arrays, rows with a missing value dropped."""
+        x = self._as_array("step", self.steps)
+        y = self._as_array(name, self.cols[name])
+        ok = np.isfinite(x) & np.isfinite(y)
+        return x[ok], y[ok]
+
+    def _as_array(self, name: str, values: list) -> np.ndarray:
+        # Convert only what was appended since the last call: a refresh of a long run stays cheap.
+        have = self._arrays.get(name, np.empty(0))
+        if len(have) < len(values):
+            have = np.concatenate([have, np.asarray(values[len(have):], dtype=float)])
+            self._arrays[name] = have
+        return have
+
+    @property
+    def best_loss(self) -> float | None:
+        _, y = self.array("loss")
+        return float(y.min()) if y.size else None
+
+    @property
+    def last_loss(self) -> float | None:
+        _, y = self.array("loss")
+        return float(y[-1]) if y.size else None
+
+
+def _num(v) -> float:
+    # NaN for missing values keeps every column a plain float list: np.asarray on it is fast
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+
+
+def minmax_downsample(x: np.ndarray, y: np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """At most `max_points` points: per bucket, the min and the max in their original order."""
+    n = len(x)
+    if n <= max_points:
+        return x, y
+    size = int(np.ceil(n / max(1, max_points // 2)))
+    buckets = int(np.ceil(n / size))  # so only the last bucket is padded, and never entirely
+    pad = buckets * size - n
+    yp = np.concatenate([y, np.full(pad, np.nan)]).reshape(buckets, size)
+    lo = np.nanargmin(yp, axis=1)
+    hi = np.nanargmax(yp, axis=1)
+    base = np.arange(buckets) * size
+    idx = np.unique(np.concatenate([base + lo, base + hi]))
+    idx = idx[idx < n]
+    return x[idx], y[idx]
+
+
+def ema(y: np.ndarray, alpha: float = 0.05) -> np.ndarray:
+    """Exponential moving average with bias correction (the start is not dragged towards 0)."""
+    if y.size == 0:
+        return y
+    import pandas as pd  # only the dashboard needs this, and it already has pandas
+
+    return pd.Series(y).ewm(alpha=alpha, adjust=True).mean().to_numpy()

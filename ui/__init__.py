@@ -1,0 +1,1 @@
+"""Dashboard widgets shared by pages (charts, the live run view). Streamlit + plotly; never torch."""
