@@ -147,8 +147,6 @@ def test_create_from_missing_folder_says_so(workspace, tmp_path):
     assert not at.metric
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: create_dataset makes datasets/<name>/ before checking the folder, "
-                   "so a failed 'Create from folder' leaves an empty phantom dataset behind")
 def test_failed_create_leaves_no_phantom_dataset(workspace, tmp_path):
     create_from_folder("ghost", tmp_path / "nope")
     at = fresh()  # reload
@@ -156,8 +154,6 @@ def test_failed_create_leaves_no_phantom_dataset(workspace, tmp_path):
     assert not (workspace / "datasets" / "ghost").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: creating a dataset with an existing name silently re-points it "
-                   "(dataset.json is overwritten, no error)")
 def test_creating_an_existing_name_is_refused(workspace, tmp_path):
     first = make_music(tmp_path / "music")
     create_from_folder("album", first)
@@ -226,8 +222,6 @@ def test_add_files_skips_duplicates_and_name_clashes(workspace):
     assert not list(folder.glob("song.wav.replaced-*"))
 
 
-@pytest.mark.xfail(strict=False, reason="BUG: the page's own writes fire the folder watch, and _notice_changes "
-                   "reruns the app right away, wiping the 'Add files' report (race with watchdog, so not strict)")
 def test_add_files_reports_what_happened_to_each_file(workspace):
     shown = text_of(_upload_then_add_more(workspace))
     assert "copy.wav is identical to song.wav already in the dataset; skipped." in shown
