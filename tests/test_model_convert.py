@@ -100,3 +100,16 @@ def test_unknown_or_missing_keys_fail_loudly(tiny_pipe, tmp_path):
         convert.import_original(ckpt, tmp_path / "bad")
     with pytest.raises(FileNotFoundError, match="acestep-v15"):
         convert.import_original(tmp_path, tmp_path / "bad")
+
+
+def test_import_job_writes_into_workspace_models(workspace, tiny_pipe, tmp_path):
+    from state import paths
+    from state.events import EventWriter, read_all
+    from trainer.job import JobContext
+
+    ckpt = _write_original(tiny_pipe, tmp_path)
+    ctx = JobContext(tmp_path / "job", EventWriter(tmp_path / "job"), {"checkpoints": str(ckpt)})
+    assert convert.job_import(ctx, None) == "completed"
+    dest = paths.models_dir() / "imported--acestep-v15-base"
+    assert (dest / "model_index.json").is_file()
+    assert [e["model_dir"] for e in read_all(ctx.events.path) if e["type"] == "model"] == [str(dest)]

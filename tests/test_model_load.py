@@ -129,3 +129,16 @@ def test_catalog_is_torch_free():
 
     code = "import sys, state.models_catalog; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_demo_job_and_cli(workspace, tmp_path):
+    from state import paths
+    from state.events import EventWriter, read_all
+    from trainer import tiny
+    from trainer.job import JobContext
+
+    ctx = JobContext(tmp_path / "job", EventWriter(tmp_path / "job"), {})
+    assert tiny.job_build_demo(ctx, None) == "completed"
+    assert tiny.is_demo_model(paths.demo_model_dir())
+    assert any(e["type"] == "model" and e["demo"] for e in read_all(ctx.events.path))
+    assert tiny.main(["--dest", str(tmp_path / "cli")]) == 0 and tiny.is_demo_model(tmp_path / "cli")
