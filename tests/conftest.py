@@ -50,3 +50,45 @@ def write_tone(path: Path, seconds: float = 4.0, sr: int = 48000, channels: int 
 def tone():
     """write_tone(path, seconds=4.0, sr=48000, channels=2, freq=440.0, amp=0.5) -> path."""
     return write_tone
+
+
+# ---------------------------------------------------------------- trainer (tests/test_train_*.py)
+
+@pytest.fixture(scope="session")
+def _train_cache(tmp_path_factory, tiny_model_dir):
+    """A tiny dataset preprocessed once per session; tests copy the cache instead of re-running the VAE."""
+    import os
+
+    import torch
+    from train_kit import write_dataset
+    from trainer.models import load_pipeline
+    from trainer.preprocess import preprocess_rows, read_manifest
+
+    home = tmp_path_factory.mktemp("train_home")
+    manifest = write_dataset(home / "dataset")
+    old = os.environ.get("ACELORA_HOME")
+    os.environ["ACELORA_HOME"] = str(home)
+    try:
+        pipe = load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)
+        preprocess_rows(pipe, read_manifest(manifest), str(tiny_model_dir))
+    finally:
+        if old is None:
+            os.environ.pop("ACELORA_HOME", None)
+        else:
+            os.environ["ACELORA_HOME"] = old
+    return home, manifest
+
+
+@pytest.fixture
+def train_kit(workspace, _train_cache, tiny_model_dir, monkeypatch):
+    """A workspace holding the warm preprocess cache; step events on every step so tests see each loss."""
+    import shutil
+
+    from train_kit import Kit
+    from trainer import meter
+
+    home, manifest = _train_cache
+    shutil.copytree(home / "cache", workspace / "cache")
+    monkeypatch.setenv("ACELORA_STEP_EVENT_INTERVAL", "0")  # for subprocesses
+    monkeypatch.setattr(meter, "EVENT_INTERVAL_S", 0.0)     # for in-process runs
+    return Kit(workspace, tiny_model_dir, manifest)

@@ -8,7 +8,9 @@
 
 diffusers reads neither adapter_config.json nor network alphas from the PEFT file, so without
 help it would load an adapter with alpha != rank at the wrong scale. Both safetensors files
-therefore carry diffusers' own `lora_adapter_metadata` header (other loaders ignore it).
+therefore carry diffusers' own `lora_adapter_metadata` header (other loaders ignore it), with
+lora_dropout 0: diffusers 0.42 creates the LoRA dropout modules in training mode even in an eval
+pipeline, so the trained dropout would make every generation random.
 """
 from __future__ import annotations
 
@@ -40,7 +42,9 @@ def export_final(job_dir: Path, transformer, cfg: TrainConfig, steps: int, datas
     tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=job_dir))
     try:
         tensors = adapter_state(transformer)
-        lora_meta = _jsonable(transformer.peft_config["default"].to_dict())
+        # dropout is a training-time setting; diffusers' load_lora_weights leaves the new LoRA dropout
+        # modules in training mode, so a non-zero value here would make inference random
+        lora_meta = {**_jsonable(transformer.peft_config["default"].to_dict()), "lora_dropout": 0.0}
         AceStepPipeline.save_lora_weights(tmp, transformer_lora_layers=tensors,
                                           transformer_lora_adapter_metadata=lora_meta)
         _write_original(tmp, tensors, cfg, lora_meta)

@@ -5,6 +5,9 @@ import errno
 
 
 def hint_for(exc: BaseException) -> str | None:
+    trainer_hint = _training_hint(exc)
+    if trainer_hint:
+        return trainer_hint
     text = f"{type(exc).__name__}: {exc}"
     low = text.lower()
     if "out of memory" in low and ("cuda" in low or "gpu" in low or type(exc).__name__ == "OutOfMemoryError"):
@@ -23,4 +26,17 @@ def hint_for(exc: BaseException) -> str | None:
         return "This repository is gated: accept its terms on huggingface.co, then use a token from that account."
     if "connection" in low or "resolve" in low and "host" in low or "offline" in low:
         return "No network connection to the Hugging Face Hub. Check the connection or use a local model folder."
+    return None
+
+
+def _training_hint(exc: BaseException) -> str | None:
+    """Hints for the trainer's own refusals (trainer/config.py, adapter.py, checkpoint.py)."""
+    name = type(exc).__name__
+    if name == "ConfigError":
+        return "Fix that field in the run's config.json (or the file given with --config) and start the run again."
+    if name == "AdapterMismatch":
+        return ("The checkpoint does not fit this model or was altered. Resume from another checkpoint "
+                "(checkpoints/step-*), with the same base model and adapter settings, or start a new run.")
+    if name == "FileNotFoundError" and "checkpoint" in str(exc).lower():
+        return "Pick an existing checkpoint on the Runs page, or start the run from scratch without --resume."
     return None
