@@ -62,7 +62,10 @@ def make_batch(tracks: list[dict], clip_frames: int, device: torch.device) -> di
         "frame_mask": _lengths_mask([len(x) for x in x0]),           # (B, T)
         "encoder_attention_mask": _lengths_mask([len(e) for e in ehs]),  # (B, L)
     }
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    # known here without touching a tensor: lets the usual unpadded batch skip all masking work
+    batch["padded"] = len({len(x) for x in x0}) > 1 or len({len(e) for e in ehs}) > 1
+    return batch
 
 
 def compute_loss(transformer, batch: dict, null_emb: torch.Tensor, obj: Objective,
@@ -79,36 +82,37 @@ def compute_loss(transformer, batch: dict, null_emb: torch.Tensor, obj: Objectiv
     drop = (torch.rand(B, device=device) < obj.cond_dropout).view(B, 1, 1)
     ehs = torch.where(drop, null_emb.to(ehs.dtype).expand_as(ehs), ehs)
     pred = dit_forward(transformer, x_t.to(dtype), t.to(dtype), ehs.to(dtype),
-                       batch["encoder_attention_mask"], batch["context_latents"].to(dtype), batch["frame_mask"])
+                       batch["context_latents"].to(dtype), batch)
+    if not batch["padded"]:
+        return torch.nn.functional.mse_loss(pred.float(), target)
     err = (pred.float() - target).pow(2).mean(-1)                    # (B, T)
     fm = batch["frame_mask"].float()
-    return (err * fm).sum() / fm.sum()
+    return (err * fm).sum() / fm.sum()                               # mean over real frames only
 
 
-def dit_forward(transformer, x_t, t, ehs, enc_mask, context, frame_mask) -> torch.Tensor:
+def dit_forward(transformer, x_t, t, ehs, context, batch) -> torch.Tensor:
     """The DiT's velocity prediction, with padding kept out of attention.
 
     diffusers 0.42's AceStepTransformer1DModel.forward takes no padding masks (its blocks are called
     with encoder_attention_mask=None, and self-attention has no padding mask), so padded frames or
     condition tokens would leak into attention. When the forward accepts the mask we pass it;
-    otherwise samples are run in groups of equal (frames, tokens), unpadded, which is exact. With
-    whole-length crops (the usual case) that is one call for the whole batch.
+    otherwise samples are run in groups of equal (frames, tokens), unpadded, which is exact. An
+    unpadded batch (batch size 1, or equal crops of long tracks: the usual case) is one plain call.
     """
+    if not batch["padded"]:
+        return transformer(hidden_states=x_t, timestep=t, timestep_r=t, encoder_hidden_states=ehs,
+                           context_latents=context, return_dict=False)[0]
+    frame_mask, enc_mask = batch["frame_mask"], batch["encoder_attention_mask"]
     if _forward_takes_mask(transformer):
-        out = transformer(hidden_states=x_t, timestep=t, timestep_r=t, encoder_hidden_states=ehs,
-                          encoder_attention_mask=enc_mask, context_latents=context, return_dict=False)[0]
-        return out
+        return transformer(hidden_states=x_t, timestep=t, timestep_r=t, encoder_hidden_states=ehs,
+                           encoder_attention_mask=enc_mask, context_latents=context, return_dict=False)[0]
     lengths = list(zip(frame_mask.sum(1).tolist(), enc_mask.sum(1).tolist()))
     out = torch.zeros_like(x_t)
     for n, L in sorted(set(lengths)):
-        idx = [i for i, nl in enumerate(lengths) if nl == (n, L)]
-        sel = torch.tensor(idx, device=x_t.device) if len(idx) < len(lengths) else slice(None)
-        pred = transformer(hidden_states=x_t[sel, :n], timestep=t[sel], timestep_r=t[sel],
-                           encoder_hidden_states=ehs[sel, :L], context_latents=context[sel, :n],
-                           return_dict=False)[0]
-        if len(idx) == len(lengths) and n == x_t.shape[1]:
-            return pred
-        out[sel, :n] = pred.to(out.dtype)
+        idx = torch.tensor([i for i, nl in enumerate(lengths) if nl == (n, L)], device=x_t.device)
+        out[idx, :n] = transformer(hidden_states=x_t[idx, :n], timestep=t[idx], timestep_r=t[idx],
+                                   encoder_hidden_states=ehs[idx, :L], context_latents=context[idx, :n],
+                                   return_dict=False)[0].to(out.dtype)
     return out
 
 
