@@ -1,11 +1,11 @@
-"""trainer.config: defaults, refusals that name the field, derived numbers; a bad config fails before loading."""
+"""state.train_config: defaults, refusals that name the field, derived numbers; a bad config fails before loading."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from trainer.config import ConfigError, TrainConfig, make_plan
+from state.train_config import ConfigError, TrainConfig, make_plan
 
 
 def test_defaults_match_the_recipe():

@@ -12,7 +12,7 @@ import torch
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-from trainer.config import ATTN_PROJS, MLP_PROJS, TrainConfig
+from state.train_config import ATTN_PROJS, MLP_PROJS, TrainConfig
 
 # diffusers 0.42 name -> original ACE-Step release name (ACESTEP.md §1, §3)
 TO_ORIGINAL = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out.0": "o_proj",

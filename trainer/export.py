@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from state.fsutil import atomic_write_text, write_json
 from state.models_catalog import DEMO_MODEL_ID, KNOWN_MODELS, info_for
 from trainer.adapter import TO_ORIGINAL, adapter_state, to_original_key
-from trainer.config import ATTN_BLOCKS, ATTN_PROJS, TrainConfig
+from state.train_config import ATTN_BLOCKS, ATTN_PROJS, TrainConfig
 
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 PEFT_FILE = "adapter_model.safetensors"

@@ -29,7 +29,7 @@ from state import jobs, paths
 from state.fsutil import atomic_write_text, write_json
 from trainer.adapter import AdapterMismatch, add_lora
 from trainer.checkpoint import find_checkpoint, load_checkpoint, read_meta, save_checkpoint
-from trainer.config import ADAPTER_FIELDS, ConfigError, TrainConfig, make_plan
+from state.train_config import ADAPTER_FIELDS, ConfigError, TrainConfig, make_plan
 from trainer.export import export_final
 from trainer.meter import StepMeter
 from trainer.objective import Objective, compute_loss, make_batch
