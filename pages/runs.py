@@ -43,7 +43,7 @@ if status_filter:
 if text_filter:
     mask = view["run"].str.contains(text_filter, case=False) | view["model"].fillna("").str.contains(text_filter, case=False)
     view = view[mask]
-st.dataframe(view, hide_index=True, use_container_width=True,
+st.dataframe(view, hide_index=True, width="stretch",
              column_config={"last loss": st.column_config.NumberColumn(format="%.4f"),
                             "best loss": st.column_config.NumberColumn(format="%.4f")})
 
@@ -59,7 +59,7 @@ with tab_cfg:
 with tab_files:
     ckpts = runs.checkpoints(run_dir)
     st.write(f"{len(ckpts)} checkpoint(s): " + ", ".join(p.name for p in ckpts) if ckpts else "No checkpoints.")
-    if ckpts and status in ("stopped", "died", "failed", "completed"):
+    if ckpts and status in ("stopped", "died", "failed"):
         pick = st.selectbox("Resume from", [p.name for p in ckpts][::-1], key="runs_resume_pick")
         if st.button("Resume", key="runs_resume"):
             runs.start_run({}, [], run_id=run_id, resume=pick)
@@ -89,6 +89,6 @@ if len(chosen) >= 2:
                                           log_y=st.toggle("Log scale", key="runs_cmp_log")), key="runs_cmp_fig")
     diff = runs.config_diff({r: read_json(paths.run_dir(r) / "config.json", default={}) or {} for r in chosen})
     if diff:
-        st.dataframe(pd.DataFrame(diff), hide_index=True, use_container_width=True)
+        st.dataframe(pd.DataFrame(diff), hide_index=True, width="stretch")
     else:
         st.caption("The configs are identical.")

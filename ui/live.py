@@ -59,7 +59,7 @@ def render(run_dir: Path, key: str) -> str:
     last = series.last_step or {}
     phase = series.phase or {}
     now = time.time()
-    started = start.get("t") or st_.started_at
+    started = st_.started_at or start.get("t")
     elapsed = ((series.end or {}).get("t", now) - started) if started else None
     total = start.get("total_steps")
 
