@@ -10,6 +10,7 @@ import time
 import streamlit as st
 
 from state import device, jobs, paths, settings
+from ui import gate, space_panel
 
 st.set_page_config(page_title="AceLoRA", page_icon="🎛️", layout="wide")
 
@@ -42,8 +43,6 @@ def sidebar() -> None:
         else:
             st.markdown(f"**{model}**")
         st.caption(f"Workspace: `{paths.root()}`")
-        if not paths.persistent():
-            st.warning("This Space has no persistent storage at /data: runs are lost when it restarts.")
         st.divider()
         st.caption("Jobs")
         active = jobs.active_jobs()
@@ -60,6 +59,9 @@ pages = [
     st.Page("pages/dataset.py", title="Dataset", icon="🎵", default=True),
     st.Page("pages/train.py", title="Train", icon="🏋️"),
     st.Page("pages/runs.py", title="Runs", icon="📈"),
+    st.Page("pages/publish.py", title="Publish", icon="🚀"),
 ]
+gate.require_password()
 sidebar()
+space_panel.panel()  # Space only: hardware, cost, storage warning, pause / sleep / Hub sync
 st.navigation(pages).run()

@@ -15,7 +15,8 @@ from .models_catalog import DEMO_MODEL_ID, KNOWN_MODELS, local_dir_name
 
 SETTINGS_FILE = "settings.json"
 DEMO_MARKER = "acelora_demo.json"
-ALLOWED = {"model_id"}
+# space_* and hub_sync_repo: cost control and Hub sync on a Space (state/space.py)
+ALLOWED = {"model_id", "space_pause_when_done", "space_sleep_time_s", "space_idle_warn_min", "hub_sync_repo"}
 
 
 def load() -> dict:

@@ -13,92 +13,18 @@ from pathlib import Path
 
 from state import paths
 from state.fsutil import write_json
+from state.hub import HubError, explain, hf_token  # noqa: F401 - re-exported for callers
 from state.models_catalog import local_dir_name
 
 POLL_S = 1.0
 
 
-class FetchError(RuntimeError):
-    """A download failure explained for the user; `hint` says what to do next."""
-
-    def __init__(self, message: str, hint: str):
-        super().__init__(message)
-        self.hint = hint
-
-
-def hf_token() -> str | None:
-    return os.environ.get("HF_TOKEN") or None
+# The Hub error mapping and the token rule are shared with publish, hub-sync and the Space panel.
+FetchError = HubError  # the name this module's callers and tests know
 
 
 def target_dir(repo_id: str) -> Path:
     return paths.models_dir() / paths.check_name(local_dir_name(repo_id), "model folder")
-
-
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def _is_network_error(exc: BaseException) -> bool:
-    for e in _chain(exc):
-        mod = type(e).__module__ or ""
-        if isinstance(e, (ConnectionError, TimeoutError)) or (mod.startswith(("httpx", "httpcore", "requests", "urllib3")) \
-                and any(w in type(e).__name__ for w in ("Connect", "Timeout", "Network", "Transport", "Proxy"))):
-            return True
-    return False
-
-
-def explain(exc: BaseException, repo_id: str, has_token: bool) -> FetchError:
-    """Map huggingface_hub's exceptions to one sentence and one next step. Never echoes a token."""
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(exc, HFValidationError):
-        return FetchError(f"{repo_id!r} is not a valid Hub repository id.",
-                          "Use the form 'organisation/name', e.g. 'ACE-Step/acestep-v15-xl-base-diffusers'.")
-    if isinstance(exc, GatedRepoError):  # a subclass of RepositoryNotFoundError: test it first
-        if not has_token:
-            return FetchError(f"{repo_id} is gated and no Hugging Face token is set.",
-                              "Accept the model's terms on huggingface.co, then set HF_TOKEN to a read token "
-                              "from that account and start the download again.")
-        return FetchError(f"{repo_id} is gated and the token in HF_TOKEN has no access to it.",
-                          "Accept the model's terms on huggingface.co with the account that owns the token, "
-                          "wait for approval if it is manual, then retry.")
-    if isinstance(exc, RevisionNotFoundError):
-        return FetchError(f"{repo_id} has no such revision (branch, tag or commit).",
-                          "Leave the revision empty to use 'main', or check the name on the repository page.")
-    if isinstance(exc, RepositoryNotFoundError):
-        extra = "" if has_token else " If it is private, set HF_TOKEN to a token that can read it."
-        return FetchError(f"Repository {repo_id} was not found on the Hub.",
-                          "Check the spelling (it is case-sensitive), or pick a known model." + extra)
-    if isinstance(exc, HfHubHTTPError) and status == 401:
-        if not has_token:
-            return FetchError(f"{repo_id} needs authentication and no token is set.",
-                              "Set HF_TOKEN to a Hugging Face read token and retry.")
-        return FetchError("The Hugging Face token in HF_TOKEN was rejected (401).",
-                          "Create a new read token on huggingface.co/settings/tokens and update HF_TOKEN.")
-    if isinstance(exc, LocalEntryNotFoundError) or _is_network_error(exc):
-        return FetchError(f"Could not reach the Hugging Face Hub to download {repo_id}.",
-                          "Check the network connection (or HF_HUB_OFFLINE / proxy settings) and retry; "
-                          "the files already downloaded are kept and the download resumes.")
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
-        return FetchError(f"The disk filled up while downloading {repo_id}.",
-                          "Free space (delete old runs or models) and retry; the download resumes.")
-    if isinstance(exc, HfHubHTTPError):
-        return FetchError(f"The Hub answered {status or 'an error'} while downloading {repo_id}.",
-                          "Retry in a few minutes; the download resumes where it stopped.")
-    return FetchError(f"Downloading {repo_id} failed: {type(exc).__name__}: {exc}",
-                      "Retry; if it keeps failing, download the folder yourself and select it as a local model.")
 
 
 def _dir_bytes(folder: Path) -> int:

@@ -26,6 +26,10 @@ KINDS = {
     "preprocess": "trainer.preprocess:job_preprocess",
     "train": "trainer.train:job_train",
     "selftest": "trainer.selftest:job_selftest",
+    "publish": "trainer.publish:job_publish",
+    "hub-sync": "trainer.hub_sync:job_hub_sync",
+    "hub-restore": "trainer.hub_sync:job_hub_restore",
+    "space-watch": "trainer.space_watch:job_space_watch",
 }
 
 

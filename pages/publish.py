@@ -1,0 +1,81 @@
+"""Publish page: put a finished run on the Hugging Face Hub; restore a run saved by Hub sync."""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from state import hub, jobs
+from state.events import EVENTS_FILE, last_event
+
+
+def _token() -> str | None:
+    return os.environ.get("HF_TOKEN") or st.session_state.get("publish_token") or None
+
+
+def _last_result(kind: str, what: str) -> None:
+    """The latest job of `kind`: running, its result, or its error with the hint."""
+    d = hub.latest_job(kind)
+    if d is None:
+        return
+    status = jobs.reconcile(d)
+    if status.active:
+        phase = last_event(d / EVENTS_FILE, ["phase"]) or {}
+        st.info(f"{what} `{d.name}`: {phase.get('step') or status.status}…")
+    elif status.status == "completed":
+        done = last_event(d / EVENTS_FILE, ["published", "restored"]) or {}
+        st.success(f"{what} `{d.name}` done: {done.get('url') or done.get('run_dir') or ''}")
+    else:
+        err = last_event(d / EVENTS_FILE, ["error"]) or {}
+        st.error(f"{what} `{d.name}` {status.status}: {err.get('message') or status.detail}"
+                 + (f"\n\n{err['hint']}" if err.get("hint") else ""))
+
+
+st.title("Publish")
+
+# ---- TOKEN ---------------------------------------------------------------------------------
+if os.environ.get("HF_TOKEN"):
+    st.caption("Using the HF_TOKEN environment variable (Space secret).")
+else:
+    st.text_input("Hugging Face token with write access", type="password", key="publish_token",
+                  help="Kept only in this browser session and passed to the upload job through its "
+                       "environment; never written to disk. Create one at huggingface.co/settings/tokens.")
+
+# ---- PUBLISH A RUN -------------------------------------------------------------------------
+st.subheader("Publish a run")
+finished = hub.publishable_runs()
+if not finished:
+    st.info("No run has a finished adapter yet. Train one on the Train page; a completed or stopped run "
+            "exports final/, which is what gets published.")
+else:
+    run_id = st.selectbox("Run", finished, key="publish_run")
+    repo = st.text_input("Repository name", value=f"acestep-lora-{run_id}", key="publish_repo",
+                         help="'name' publishes under the token's account; 'org/name' under an organisation.")
+    private = st.checkbox("Private", value=True, key="publish_private")
+    st.caption("Uploads both adapter formats, training_meta.json, a loss-curve PNG, the run's A/B samples "
+               "and a model card.")
+    if st.button("Publish to the Hub", key="publish_go", type="primary"):
+        try:
+            hub.start_publish(run_id, repo, private, _token())
+            st.rerun()
+        except ValueError as exc:
+            st.error(str(exc))
+_last_result("publish", "Publish")
+
+# ---- RESTORE FROM HUB SYNC -----------------------------------------------------------------
+st.subheader("Restore a run from Hub sync")
+st.caption("Hub sync (Space panel in the sidebar) pushes a run's checkpoints, events, config and audio to a "
+           "private repository, so a Space that lost its disk can resume it.")
+sync_repo = st.text_input("Sync repository", key="publish_sync_repo", placeholder="owner/my-acelora-sync")
+if st.button("List synced runs", key="publish_list", disabled=not sync_repo):
+    try:
+        st.session_state["publish_synced"] = hub.list_synced_runs(sync_repo, _token())
+    except hub.HubError as exc:
+        st.error(f"{exc}\n\n{exc.hint}")
+synced = st.session_state.get("publish_synced") or []
+if synced:
+    pick = st.selectbox("Run to restore", synced, key="publish_restore_run")
+    if st.button("Restore into lora_output/", key="publish_restore"):
+        hub.start_restore(sync_repo, pick, _token())
+        st.rerun()
+_last_result("hub-restore", "Restore")

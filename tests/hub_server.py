@@ -1,0 +1,255 @@
+"""A local stand-in for the Hugging Face Hub on 127.0.0.1, for tests that must never touch the real one.
+
+It implements just the endpoints that the huggingface_hub 2.4 calls in trainer/publish.py,
+trainer/hub_sync.py, trainer/space_watch.py and state/hub.py hit (read from that library's source):
+
+    POST /api/repos/create                         create_repo
+    GET  /api/models/{repo}[/revision/{rev}]       repo_info (create_repo's exist_ok path, snapshot_download)
+    POST /api/validate-yaml                        create_commit, when README.md is in the commit
+    POST /api/models/{repo}/preupload/{rev}        every commit: we answer "regular" for each file, so its
+                                                   content arrives base64 in the commit itself (no LFS leg)
+    POST /api/models/{repo}/commit/{rev}           NDJSON: header, file, deletedFile, deletedFolder
+    GET  /api/models/{repo}/tree/{rev}[/path]      list_repo_files / list_repo_tree (upload_folder deletions)
+    HEAD|GET /{repo}/resolve/{rev}/{path}          hf_hub_download
+    POST /api/spaces/{repo}/pause | /sleeptime     pause_space, set_space_sleep_time
+
+Tokens: WRITE_TOKEN may write, READ_TOKEN gets 403 on writes, anything else 401. Every request is
+recorded (method, path, token) so tests can assert what was called.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlparse
+
+WRITE_TOKEN = "hf_WRITEtokenTESTtokenWRITEtoken00"
+READ_TOKEN = "hf_READtokenTESTtokenREADtoken0000"
+USER = "alice"
+
+
+def git_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class Repo:
+    def __init__(self, repo_id: str, private: bool):
+        self.repo_id, self.private = repo_id, private
+        self.files: dict[str, bytes] = {}
+        self.commits: list[dict] = []
+        self.sha = "0" * 40
+
+    def commit(self, summary: str, adds: dict[str, bytes], deletes: list[str]) -> str:
+        for d in deletes:
+            for p in [p for p in self.files if p == d or p.startswith(d.rstrip("/") + "/")]:
+                del self.files[p]
+        self.files.update(adds)
+        self.sha = hashlib.sha1(f"{len(self.commits)}{summary}{sorted(self.files)}".encode()).hexdigest()
+        self.commits.append({"summary": summary, "added": sorted(adds), "deleted": deletes, "sha": self.sha})
+        return self.sha
+
+
+class FakeHub:
+    def __init__(self):
+        self.repos: dict[str, Repo] = {}
+        self.requests: list[dict] = []
+        self.validated_yaml: list[str] = []
+        self.paused: list[str] = []
+        self.sleep: dict[str, int] = {}
+        self.lock = threading.Lock()
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # keep pytest output clean
+                pass
+
+            def do_GET(self):
+                hub._handle(self, "GET")
+
+            def do_HEAD(self):
+                hub._handle(self, "HEAD")
+
+            def do_POST(self):
+                hub._handle(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeHub":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def paths_called(self, method: str | None = None) -> list[str]:
+        return [r["path"] for r in self.requests if method is None or r["method"] == method]
+
+    @staticmethod
+    def _send(h, status: int, body=None, headers: dict | None = None, raw: bytes | None = None) -> None:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json" if raw is None else "application/octet-stream")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(data)
+
+    def _auth(self, h, write: bool) -> bool:
+        tok = (h.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        if tok == WRITE_TOKEN or (tok == READ_TOKEN and not write):
+            return True
+        if tok == READ_TOKEN:
+            self._send(h, 403, {"error": "You don't have the rights to create a model under this namespace"})
+        else:
+            self._send(h, 401, {"error": "Invalid credentials in Authorization header"},
+                       {"X-Error-Message": "Invalid credentials in Authorization header"})
+        return False
+
+    def _repo(self, h, repo_id: str) -> Repo | None:
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            self._send(h, 404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+        return repo
+
+    # ---- routing ----------------------------------------------------------------------------
+
+    def _handle(self, h, method: str) -> None:
+        url = urlparse(h.path)
+        path = unquote(url.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        tok = (h.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        with self.lock:
+            self.requests.append({"method": method, "path": path, "token": tok})
+            self._route(h, method, path, body)
+
+    def _route(self, h, method: str, path: str, body: bytes) -> None:
+        if method == "POST" and path == "/api/repos/create":
+            if not self._auth(h, write=True):
+                return
+            p = json.loads(body)
+            repo_id = f"{p.get('organization') or USER}/{p['name']}"
+            if repo_id in self.repos:
+                return self._send(h, 409, {"error": "You already created this model repo", "url": f"{self.url}/{repo_id}"})
+            self.repos[repo_id] = Repo(repo_id, p.get("visibility") == "private")
+            return self._send(h, 200, {"url": f"{self.url}/{repo_id}", "name": repo_id})
+        if method == "POST" and path == "/api/validate-yaml":
+            self.validated_yaml.append(json.loads(body)["content"])
+            return self._send(h, 200, {"errors": [], "warnings": []})
+        if m := re.fullmatch(r"/api/spaces/([^/]+/[^/]+)/(pause|sleeptime)", path):
+            if not self._auth(h, write=True):
+                return
+            if m.group(2) == "pause":
+                self.paused.append(m.group(1))
+                return self._send(h, 200, {"stage": "PAUSED", "hardware": {"current": None, "requested": "l4x1"}})
+            self.sleep[m.group(1)] = json.loads(body)["seconds"]
+            return self._send(h, 200, {"stage": "RUNNING", "hardware": {"current": "l4x1", "requested": "l4x1"},
+                                       "gcTimeout": self.sleep[m.group(1)]})
+        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/preupload/([^/]+)", path):
+            return self._preupload(h, m.group(1), body)
+        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/commit/([^/]+)", path):
+            return self._commit(h, m.group(1), body)
+        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path):
+            return self._tree(h, m.group(1), (m.group(3) or "").lstrip("/"))
+        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)(/revision/[^/]+)?", path):
+            if not self._auth(h, write=False) or (repo := self._repo(h, m.group(1))) is None:
+                return
+            return self._send(h, 200, {"id": repo.repo_id, "sha": repo.sha, "private": repo.private,
+                                       "siblings": [{"rfilename": f} for f in sorted(repo.files)]})
+        if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
+            if not self._auth(h, write=False) or (repo := self._repo(h, m.group(1))) is None:
+                return
+            data = repo.files.get(m.group(3))
+            if data is None:
+                return self._send(h, 404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
+            return self._send(h, 200, raw=data, headers={"X-Repo-Commit": repo.sha, "ETag": f'"{git_oid(data)}"'})
+        self._send(h, 404, {"error": f"fake hub: no route for {method} {path}"})
+
+    def _preupload(self, h, repo_id: str, body: bytes) -> None:
+        if not self._auth(h, write=True) or (repo := self._repo(h, repo_id)) is None:
+            return
+        files = []
+        for f in json.loads(body)["files"]:
+            have = repo.files.get(f["path"])
+            files.append({"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
+                          "oid": git_oid(have) if have is not None else None})
+        self._send(h, 200, {"files": files, "commitOid": repo.sha})
+
+    def _commit(self, h, repo_id: str, body: bytes) -> None:
+        if not self._auth(h, write=True) or (repo := self._repo(h, repo_id)) is None:
+            return
+        adds, deletes, summary = {}, [], ""
+        for line in body.splitlines():
+            item = json.loads(line)
+            key, value = item["key"], item["value"]
+            if key == "header":
+                summary = value["summary"]
+            elif key == "file":
+                assert value["encoding"] == "base64"
+                adds[value["path"]] = base64.b64decode(value["content"])
+            elif key in ("deletedFile", "deletedFolder"):
+                deletes.append(value["path"])
+            else:
+                return self._send(h, 400, {"error": f"fake hub: unsupported commit item {key}"})
+        sha = repo.commit(summary, adds, deletes)
+        self._send(h, 200, {"commitUrl": f"{self.url}/{repo_id}/commit/{sha}", "commitOid": sha})
+
+    def _tree(self, h, repo_id: str, prefix: str) -> None:
+        if not self._auth(h, write=False) or (repo := self._repo(h, repo_id)) is None:
+            return
+        entries, folders = [], set()
+        for p, data in sorted(repo.files.items()):
+            if prefix and not p.startswith(prefix.rstrip("/") + "/"):
+                continue
+            parts = p.split("/")
+            for i in range(1, len(parts)):
+                folders.add("/".join(parts[:i]))
+            entries.append({"type": "file", "path": p, "size": len(data), "oid": git_oid(data)})
+        entries += [{"type": "directory", "path": f, "oid": "0" * 40} for f in sorted(folders)
+                    if not prefix or f.startswith(prefix.rstrip("/") + "/")]
+        self._send(h, 200, entries)
+
+
+# ---- pytest fixtures --------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """A running FakeHub; jobs (subprocesses, via HF_ENDPOINT) and in-process calls both reach it."""
+    from huggingface_hub import constants
+
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no cached login of this machine's user
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        yield hub
+
+
+def files_containing(root, needle: str) -> list[str]:
+    """Every file under `root` whose bytes contain `needle` (the token-leak check)."""
+    from pathlib import Path
+
+    hits = []
+    for p in Path(root).rglob("*"):
+        if p.is_file():
+            try:
+                if needle.encode() in p.read_bytes():
+                    hits.append(str(p))
+            except OSError:
+                pass
+    return hits
