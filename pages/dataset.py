@@ -12,6 +12,7 @@ from state.label_import import import_csv
 from state.probe import audio_extensions
 from state.sidecar import SidecarError
 from state.watch import FolderWatch
+from ui import autolabel
 
 UPLOAD_TYPES = [e.lstrip(".") for e in audio_extensions()] + ["json"]
 TEXT_CELLS = ("caption", "lyrics", "keyscale")  # shown as "" rather than a grey "None" when unset
@@ -148,6 +149,8 @@ if flagged or result.orphans:
                 st.markdown(f"- {text}")
         for o in result.orphans:
             st.markdown(f"- ⚠️ {o}")
+
+autolabel.panel(ds)
 
 # ---- LABELS --------------------------------------------------------------------------------
 st.subheader("Labels")

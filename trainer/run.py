@@ -23,6 +23,7 @@ KINDS = {
     "demo-model": "trainer.tiny:job_build_demo",
     "fetch": "trainer.fetch:job_fetch",
     "import-original": "trainer.convert:job_import",
+    "label": "trainer.label:job_label",
     "preprocess": "trainer.preprocess:job_preprocess",
     "train": "trainer.train:job_train",
     "selftest": "trainer.selftest:job_selftest",

@@ -1,0 +1,118 @@
+"""The Auto-label panel of the Dataset page: options, start, live progress, cancel, last result.
+
+Files only: the options go to params.json, the work runs as a detached `label` job
+(trainer/label.py), and progress comes back through its events.jsonl. No torch or librosa here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from state import autolabel, jobs, paths, settings
+from state.events import EVENTS_FILE, last_event, read_all
+from state.fsutil import read_json, write_json
+from ui import model_fetch
+
+MODES = {"both": "Signal + LM", "signal": "Signal only", "lm": "LM only"}
+MODE_HELP = ("Signal: exact duration, tempo from beat tracking and key from the chroma, measured on the CPU "
+             "without any model. LM: the ACE-Step 5 Hz LM listens to the track's audio codes and writes a "
+             "caption, vocal language, time signature and lyrics. Both: measured values win where both exist.")
+PROTECT_HELP = ("Tracks whose labels you edited or imported (or whose sidecar came with the audio) keep every "
+                "value they have; only their empty fields are filled, and they stay marked as yours. Tracks "
+                "labelled by an earlier auto-label run are relabelled.")
+
+
+def _label_jobs(dataset: str) -> list[Path]:
+    return [d for d in jobs.list_jobs(paths.jobs_dir())
+            if jobs.job_info(d).get("kind") == "label" and (read_json(d / "params.json") or {}).get("dataset") == dataset]
+
+
+def panel(ds) -> None:
+    st.subheader("Auto-label")
+    found = _label_jobs(ds.name)
+    latest = jobs.reconcile(found[0]) if found else None
+    if latest is not None and latest.active:
+        _progress(found[0])
+        return
+    if latest is not None:
+        _last_result(found[0], latest)
+
+    # ---- OPTIONS ----
+    model = settings.model_id()
+    size = st.session_state.get("data_al_size", autolabel.LM_SIZES[0])
+    avail = autolabel.availability(settings.resolve_model_dir(model), size, None, model)
+    modes = list(MODES) if avail.ok else ["signal", "both", "lm"]  # first = default: what can run here
+    mode = st.radio("What to label", modes, format_func=MODES.get, horizontal=True, key="data_al_mode",
+                    help=MODE_HELP)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.selectbox("LM size", autolabel.LM_SIZES, key="data_al_size", disabled=mode == "signal",
+                 help="Bigger LMs describe better and need more memory and time.")
+    only_new = c2.checkbox("Only unlabelled tracks", key="data_al_only_new",
+                           help="Skip every track whose sidecar already holds any label.")
+    protect = c3.checkbox("Keep my edits", value=True, key="data_al_protect", help=PROTECT_HELP)
+    lyrics = c4.checkbox("Also write lyrics", value=True, key="data_al_lyrics", disabled=mode == "signal",
+                         help="Off: labels only (the LM stops after its description, which is faster).")
+
+    # ---- LM AVAILABILITY ----
+    if avail.ok:
+        st.caption(f"LM: `{avail.lm}` · audio tokenizer: `{avail.codec.tokenizer}` ({avail.codec.kind})")
+    elif mode == "signal":
+        st.caption("LM labels (caption, language, time signature, lyrics) are not available on this machine; "
+                   "choose “Signal + LM” to see what is missing.")
+    else:
+        for reason in avail.reasons:
+            st.warning(reason)
+        st.info("The LM part will be skipped; signal labels still run." if mode == "both" else
+                "Choose “Signal only” or “Signal + LM” to label without the LM.")
+        if avail.lm is None:
+            with st.expander(f"Download {autolabel.lm_repo_id(size)}"):
+                model_fetch.download_panel(autolabel.lm_repo_id(size))
+
+    # ---- START ----
+    blocked = mode == "lm" and not avail.ok
+    if st.button("Auto-label all", key="data_al_start", type="primary", disabled=blocked):
+        params = autolabel.LabelParams(dataset=ds.name, mode=mode, only_unlabelled=only_new, protect_user=protect,
+                                       lyrics=lyrics, lm_size=size)
+        job_dir = settings.new_job_dir("label")
+        write_json(job_dir / "params.json", params.to_dict())
+        jobs.launch(job_dir, "label")
+        st.rerun()
+
+
+@st.fragment(run_every=2)
+def _progress(job_dir: Path) -> None:
+    ev = last_event(job_dir / EVENTS_FILE, ["phase"]) or {}
+    done, total = ev.get("done") or 0, ev.get("total") or 0
+    if ev.get("name") == "label" and total:
+        eta = f" · about {ev['eta_s']:.0f} s left" if ev.get("eta_s") is not None and done else ""
+        st.progress(min(1.0, done / total), text=f"Labelling track {min(done + 1, total)} of {total}{eta}")
+    else:
+        st.progress(0.0, text="Loading the LM and the audio tokenizer…" if ev.get("name") == "load" else "Starting…")
+    warn = last_event(job_dir / EVENTS_FILE, ["warning"])
+    if warn:
+        st.caption(f"⚠️ {warn.get('message')}")
+    if st.button("Cancel", key="data_al_cancel", help="Stops after the current track; finished tracks stay saved."):
+        st.info(jobs.stop(job_dir))
+    if not jobs.reconcile(job_dir).active:
+        st.session_state.pop("data_scan", None)  # the page rescans and shows the new labels
+        st.rerun()
+
+
+def _last_result(job_dir: Path, status) -> None:
+    events = read_all(job_dir / EVENTS_FILE)  # one label job's events: a few per track
+    summary = next((e for e in reversed(events) if e.get("type") == "summary"), None)
+    error = next((e for e in reversed(events) if e.get("type") == "error"), None)
+    warnings = [e.get("message", "") for e in events if e.get("type") == "warning"]
+    if status.status == "failed" and error:
+        st.error(f"The last auto-label run failed: {error.get('message')}" +
+                 (f"\n\n{error['hint']}" if error.get("hint") else ""))
+    elif status.status == "died":
+        st.error(f"The last auto-label run stopped unexpectedly. {status.detail.splitlines()[0]}")
+    elif summary:
+        (st.success if status.status == "completed" and not warnings else st.info)(
+            f"Last auto-label run: {summary.get('message')}")
+    if warnings:
+        with st.expander(f"{len(warnings)} note(s) from the last run"):
+            for w in warnings:
+                st.markdown(f"- {w}")
