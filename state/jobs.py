@@ -94,6 +94,23 @@ def launch(job_dir: Path, kind: str, extra_args: Iterable[str] = (), python: str
     return info
 
 
+def register_self(job_dir: Path, kind: str, argv: list[str]) -> None:
+    """Called by a job at start: a job started without the dashboard (headless, on a batch box)
+    writes its own job.json, so it is listed, watched and reconciled like any other.
+
+    A job.json left by a dashboard launch is kept (the launcher fills in pid and create_time).
+    """
+    info = job_info(job_dir)
+    launched_for_us = info and (info.get("pid") in (None, os.getpid()))
+    if launched_for_us or (info and process_of(job_dir) is not None):
+        return
+    me = psutil.Process()
+    write_json(Path(job_dir) / JOB_FILE, {
+        "kind": kind, "argv": argv, "pid": me.pid, "create_time": me.create_time(), "started_at": time.time(),
+        "host": socket.gethostname(), "launches": info.get("launches", 0) + 1 if info else 1, "headless": True,
+    })
+
+
 def _forget(proc: subprocess.Popen) -> None:
     # We never wait() on detached jobs; reap them in a thread so they do not linger as zombies
     # while the dashboard lives (after it exits, init adopts them).

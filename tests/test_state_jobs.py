@@ -162,3 +162,16 @@ def test_active_jobs_lists_running_only(ws):
 def test_control_flags_validated(ws):
     with pytest.raises(ValueError, match="unknown control flag"):
         jobs.request(ws, "explode")
+
+
+def test_headless_job_registers_itself_and_is_listed(ws):
+    d = paths.run_dir("headless")
+    d.mkdir(parents=True)
+    write_json(d / "params.json", {"steps": 3, "interval_s": 0.01})
+    r = subprocess.run([sys.executable, str(REPO / "trainer" / "run.py"), "selftest", "--job-dir", str(d)],
+                       env={**os.environ}, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    info = jobs.job_info(d)
+    assert info["headless"] and info["kind"] == "selftest" and info["pid"]
+    assert jobs.reconcile(d).status == "completed"
+    assert d in jobs.list_jobs(paths.runs_dir())

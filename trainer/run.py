@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from state import jobs  # noqa: E402
 from state.events import EventWriter  # noqa: E402
 from trainer.job import JobContext, StopNow, load_params  # noqa: E402
 
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     job_dir = args.job_dir.resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
+    jobs.register_self(job_dir, args.kind, sys.argv)
     t0 = time.time()
     with EventWriter(job_dir) as events:
         ctx = JobContext(job_dir, events, load_params(job_dir))
