@@ -73,12 +73,29 @@ def server(tmp_path, monkeypatch):
     from state import manifest
 
     manifest.create_dataset("album", make_music(tmp_path / "music"))
+    # a non-demo model: opening Train would otherwise start the demo-model build job (torch)
+    yield from _serve(tmp_path, home, {"ACELORA_MODEL": "tests/not-the-demo-model"})
+
+
+@pytest.fixture
+def demo_server(tmp_path, monkeypatch, tiny_model_dir):
+    """The same, with the tiny demo model in place as the configured default."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("ACELORA_HOME", str(home))
+    from state import manifest, paths
+
+    shutil.copytree(tiny_model_dir, paths.demo_model_dir())
+    ds = manifest.create_dataset("album", make_music(tmp_path / "music"))
+    manifest.scan(ds)
+    yield from _serve(tmp_path, home, {})
+
+
+def _serve(tmp_path, home, extra_env):
     port = free_port()
-    env = {**os.environ, "ACELORA_HOME": str(home),
-           # a non-demo model: the sidebar would otherwise start the demo-model build job (torch)
-           "ACELORA_MODEL": "tests/not-the-demo-model",
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env = {**os.environ, "ACELORA_HOME": str(home), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **extra_env}
     env.pop("SPACE_ID", None)
+    if "ACELORA_MODEL" not in extra_env:
+        env.pop("ACELORA_MODEL", None)
     log = open(tmp_path / "streamlit.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
@@ -98,17 +115,35 @@ def server(tmp_path, monkeypatch):
         log.close()
 
 
-def test_dataset_page_in_chromium(server, tmp_path):
+def _browser(pw, tmp_path):
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no chromium binary: install Debian's `chromium` package (apt-get install -y chromium)")
+    # a persistent context is how Playwright takes a fresh --user-data-dir
+    return pw.chromium.launch_persistent_context(
+        str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
+        viewport={"width": 1400, "height": 1000})
+
+
+def _full_page_shot(page, name: str) -> Path:
+    # make the viewport as tall as the page: Streamlit scrolls inside stMain, not the window
+    for _ in range(3):  # the layout reflows after a resize; repeat until it fits
+        height = page.evaluate("() => Math.max(document.querySelector('[data-testid=stMain]')"
+                               ".scrollHeight, document.body.scrollHeight)")
+        if height <= page.viewport_size["height"]:
+            break
+        page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 6000)})
+        page.wait_for_timeout(400)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    return ARTIFACTS / name
+
+
+def test_dataset_page_in_chromium(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-dev.txt (playwright)")
 
     with sync_api.sync_playwright() as pw:
-        # a persistent context is how Playwright takes a fresh --user-data-dir
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000})
+        browser = _browser(pw, tmp_path)
         try:
             page = browser.pages[0] if browser.pages else browser.new_page()
             page.goto(server, wait_until="domcontentloaded", timeout=30_000)
@@ -118,16 +153,7 @@ def test_dataset_page_in_chromium(server, tmp_path):
             metrics = [m.inner_text() for m in page.get_by_test_id("stMetric").all()]
             text = page.get_by_test_id("stMain").inner_text()
 
-            # make the viewport as tall as the page: Streamlit scrolls inside stMain, not the window
-            for _ in range(3):  # the layout reflows after a resize; repeat until it fits
-                height = page.evaluate("() => Math.max(document.querySelector('[data-testid=stMain]')"
-                                       ".scrollHeight, document.body.scrollHeight)")
-                if height <= page.viewport_size["height"]:
-                    break
-                page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 6000)})
-                page.wait_for_timeout(400)
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dataset_page.png"), full_page=True)
+            _full_page_shot(page, "dataset_page.png")
 
             # the labels table is a canvas, so read the track names where a user picks them: the Track list
             page.get_by_test_id("stSelectbox").filter(has_text="Track").click()
@@ -145,3 +171,36 @@ def test_dataset_page_in_chromium(server, tmp_path):
     assert "❌ broken.wav" in text  # the problem list names the file
     assert "Traceback" not in text and "Error running app" not in text
     assert (ARTIFACTS / "dataset_page.png").stat().st_size > 10_000
+
+
+def test_train_run_in_chromium(demo_server, tmp_path):
+    """The main flow in a real browser: Train page, quick-test preset, start, watch it complete."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-dev.txt (playwright)")
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw, tmp_path)
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.goto(f"{demo_server}/train", wait_until="domcontentloaded", timeout=30_000)
+            page.get_by_text("Preflight").first.wait_for(timeout=30_000)
+            page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
+            page.get_by_role("option", name="Quick test (minutes, checks the pipeline)").click()
+            page.get_by_text("30 optimizer steps").wait_for(timeout=30_000)
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_text("running").first.wait_for(timeout=30_000)
+            page.get_by_text("✅ completed").wait_for(timeout=240_000)
+            page.get_by_text("Loss").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)  # let plotly finish drawing before the picture
+            text = page.get_by_test_id("stMain").inner_text()
+            _full_page_shot(page, "train_page.png")
+
+            page.goto(f"{demo_server}/runs", wait_until="domcontentloaded", timeout=30_000)
+            page.get_by_text("Run details").wait_for(timeout=30_000)
+            page.get_by_text("✅ completed").wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)
+            runs_text = page.get_by_test_id("stMain").inner_text()
+            _full_page_shot(page, "runs_page.png")
+        finally:
+            browser.close()
+    assert "30 / 30" in text and "Traceback" not in text
+    assert "Demo model: random weights" in text
+    assert "Traceback" not in runs_text and "Error running app" not in runs_text

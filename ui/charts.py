@@ -42,6 +42,9 @@ def lr_figure(s: RunSeries) -> go.Figure:
     x, y = s.array("lr")
     if y.size:
         fig.add_trace(_line(x, y, "lr"))
+        if y.min() == y.max():  # plotly pads a flat line by ±1, which would draw 1e-4 as "0"
+            fig.update_yaxes(range=[0, 2 * y.max() if y.max() > 0 else 1])
+    fig.update_yaxes(exponentformat="e", tickformat=".1e")
     fig.update_xaxes(title_text="step")
     return fig
 

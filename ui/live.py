@@ -63,13 +63,14 @@ def render(run_dir: Path, key: str) -> str:
     elapsed = ((series.end or {}).get("t", now) - started) if started else None
     total = start.get("total_steps")
 
-    c = st.columns(6)
+    c = st.columns(3)
     c[0].metric("Status", STATUS_BADGE.get(st_.status, st_.status))
-    c[1].metric("Device", str(start.get("device", "–")))
-    c[2].metric("Elapsed", _fmt_s(elapsed))
-    c[3].metric("Step", f"{int(last.get('step', 0))}" + (f" / {total}" if total else ""))
-    c[4].metric("Samples/s", f"{last['samples_per_s']:.2f}" if last.get("samples_per_s") else "–")
-    c[5].metric("ETA (run)", _fmt_s(last.get("eta_s")) if st_.active else "–")
+    c[1].metric("Step", f"{int(last.get('step', 0))}" + (f" / {total}" if total else ""))
+    c[2].metric("ETA (run)", _fmt_s(last.get("eta_s")) if st_.active else "–")
+    c = st.columns(3)
+    c[0].metric("Device", str(start.get("device", "–")))
+    c[1].metric("Elapsed", _fmt_s(elapsed))
+    c[2].metric("Samples/s", f"{last['samples_per_s']:.2f}" if last.get("samples_per_s") else "–")
     if st_.active and phase and phase.get("name") != "train":
         done, tot = phase.get("done") or 0, phase.get("total") or 0
         frac = min(1.0, done / tot) if tot else 0.0
