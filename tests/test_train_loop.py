@@ -174,3 +174,15 @@ def test_altered_adapter_bytes_and_other_base_model_are_refused(train_kit, tiny_
     cfg = train_kit.config(tmp_path / "other.json", model_id=str(other))
     assert train_kit.run(job2, "--resume", "latest", "--config", str(cfg)) == 1
     assert "same base model" in read_events(job2, "error")[-1]["message"]
+
+
+def test_batches_with_accumulation_and_whole_tracks(train_kit):
+    # batch 2 of whole tracks (different lengths: the padded path) x 2 accumulation, gradient checkpointing on
+    job = train_kit.run_dir("accum", max_steps=0, epochs=2, batch_size=2, grad_accum=2, clip_seconds=0.0,
+                            gradient_checkpointing=True, optimizer="adamw")
+    assert train_kit.run(job) == 0, read_events(job, "error")
+    start = read_events(job, "start")[0]
+    assert (start["steps_per_epoch"], start["total_steps"], start["warmup_steps"]) == (1, 2, 1)
+    steps = read_events(job, "step")
+    assert [s["step"] for s in steps] == [1, 2] and steps[-1]["epoch"] == pytest.approx(8 / 3, abs=1e-3)
+    assert all(math.isfinite(s["loss"]) and s["samples_per_s"] > 0 for s in steps)

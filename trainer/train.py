@@ -15,6 +15,7 @@ Reads top to bottom: setup, then one loop; side concerns are one-line calls.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -27,9 +28,9 @@ import torch
 
 from state import jobs, paths
 from state.fsutil import atomic_write_text, write_json
-from trainer.adapter import AdapterMismatch, add_lora
-from trainer.checkpoint import find_checkpoint, load_checkpoint, read_meta, save_checkpoint
 from state.train_config import ADAPTER_FIELDS, ConfigError, TrainConfig, make_plan
+from trainer.adapter import AdapterMismatch, add_lora
+from trainer.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint, read_meta, save_checkpoint
 from trainer.export import export_final
 from trainer.meter import StepMeter
 from trainer.objective import Objective, compute_loss, make_batch
@@ -95,6 +96,9 @@ def train(ctx, cfg: TrainConfig, ckpt: Path | None) -> str:
                                cfg, cfg.keep_last)
         ctx.emit("checkpoint", step=step, path=str(path), reason=reason)
 
+    def emit_step() -> None:  # loss = mean of the steps since the previous step event
+        ctx.emit("step", **meter.report(step, epoch_at(step, cfg, plan), scheduler.get_last_lr()[0], grad_norm))
+
     # -- the loop -------------------------------------------------------------------------------
     ctx.phase("train", step, plan.total_steps)
     meter = StepMeter(plan.total_steps, step, device)
@@ -118,14 +122,14 @@ def train(ctx, cfg: TrainConfig, ckpt: Path | None) -> str:
 
         meter.add(loss_val, plan.samples_per_step)
         if meter.due() or step == plan.total_steps:
-            ctx.emit("step", **meter.report(step, epoch_at(step, cfg, plan), scheduler.get_last_lr()[0], grad_norm))
+            emit_step()
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             save("periodic")
         if ctx.take_flag("save_now"):
             save("save_now")
         if ctx.stop_requested():
             if meter.n:
-                ctx.emit("step", **meter.report(step, epoch_at(step, cfg, plan), scheduler.get_last_lr()[0], grad_norm))
+                emit_step()
             save("stop")
             return "stopped"
 
@@ -160,6 +164,9 @@ def resolve_config(ctx, args) -> tuple[TrainConfig, Path | None]:
         if forced:
             ctx.emit("warning", message=f"Using the checkpoint's adapter settings {forced} instead of the config's.")
             cfg = cfg.replace(**forced)
+        changed = sorted(k for k, v in cfg.to_dict().items() if k in saved and saved[k] != v and k != "manifest")
+        if changed:  # allowed (nanoGPT: only the architecture is forced), but say so: the run is no longer one recipe
+            ctx.emit("warning", message=f"Resuming with settings changed since {ckpt.name}: {', '.join(changed)}.")
     has_snapshot = (job_dir / "dataset.jsonl").is_file()
     if not (ckpt is not None and has_snapshot) and not Path(cfg.manifest or "").is_file():
         raise ConfigError(f"manifest: no dataset manifest at {cfg.manifest!r}. Pass --manifest PATH "
@@ -170,8 +177,6 @@ def resolve_config(ctx, args) -> tuple[TrainConfig, Path | None]:
 
 def dataset_rows(job_dir: Path, cfg: TrainConfig, resuming: bool) -> list[dict]:
     """Usable manifest rows, snapshotted to dataset.jsonl; a resume reuses its run's snapshot."""
-    import json
-
     from trainer.preprocess import read_manifest
 
     snapshot = Path(job_dir) / "dataset.jsonl"
@@ -234,8 +239,6 @@ def seed_everything(seed: int) -> None:
 
 
 def nan_message(job_dir: Path, step: int, loss: float, grad_norm: float) -> str:
-    from trainer.checkpoint import list_checkpoints
-
     ckpts = list_checkpoints(job_dir)
     good = f"the last good checkpoint is {ckpts[-1].name}" if ckpts else "no checkpoint was saved yet"
     return (f"The loss became NaN/Inf at step {step} (loss={loss}, grad_norm={grad_norm}); the step was not "
