@@ -1,15 +1,16 @@
 """How much does the trainer's machinery cost per step, next to a bare PyTorch loop doing the same math?
 
-    .venv/bin/python bench/trainer_overhead.py [--steps 300] [--repeats 3]
+    .venv/bin/python bench/trainer_overhead.py [--steps 800] [--repeats 3] [--threads 1]
 
 Both sides: the tiny demo model, the same three cached tracks (preprocessed once, before timing),
 the same seed, LoRA (rank 16, attention), 8-bit AdamW, constant_with_warmup, grad clipping, the
 logit-normal objective with condition dropout, batch 1, 2 s crops, on CPU.
 (a) the real job: `trainer/run.py train` as a subprocess, timed from its own step events;
 (b) a bare loop in a subprocess (this file with --bare), timed with perf_counter around the same steps.
-Per-step time excludes start-up and the first WARMUP steps. Peak RSS is each child's ru_maxrss
-(this parent never imports torch, so it does not inflate them). On a shared or busy machine the
-runs vary by more than the difference being measured: compare the paired medians and the minimums.
+Wall time per step excludes start-up and the first WARMUP steps; CPU time per step is measured by
+differencing a long and a short run (see main), which stays meaningful on a busy machine where wall
+time does not. Peak RSS is each child's ru_maxrss (this parent never imports torch, so it does not
+inflate them).
 """
 from __future__ import annotations
 
@@ -55,38 +56,38 @@ def setup(home: Path) -> tuple[Path, Path]:
 
 
 def run_child(argv: list[str], env: dict) -> tuple[float, int]:
-    """Run a child to completion; (wall seconds, peak RSS in MB from wait4)."""
-    t0 = time.perf_counter()
+    """Run a child to completion; (CPU seconds user+system, peak RSS in MB), both from wait4."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(REPO))
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"child failed ({proc.returncode}): {' '.join(argv)}\n{out.decode(errors='replace')[-3000:]}")
-    return time.perf_counter() - t0, round(usage.ru_maxrss / 1024)  # Linux reports KiB
+    return usage.ru_utime + usage.ru_stime, round(usage.ru_maxrss / 1024)  # Linux reports KiB
 
 
-def trainer_run(home: Path, model: Path, manifest: Path, steps: int, k: int, env: dict) -> tuple[float, int]:
-    job = home / "lora_output" / f"bench-{k}"
+def trainer_run(home: Path, model: Path, manifest: Path, steps: int, tag: str, env: dict) -> dict:
+    job = home / "lora_output" / f"bench-{tag}"
     job.mkdir(parents=True)
     cfg = {"model_id": str(model), "manifest": str(manifest), "device": "cpu", "rank": RANK, "alpha": float(RANK),
            "max_steps": steps, "clip_seconds": CLIP_S, "learning_rate": LR, "seed": SEED,
            "checkpoint_every": 0, "gradient_checkpointing": False}
     (job / "config.json").write_text(json.dumps(cfg))
-    _, rss = run_child([sys.executable, str(REPO / "trainer" / "run.py"), "train", "--job-dir", str(job)], env)
+    cpu, rss = run_child([sys.executable, str(REPO / "trainer" / "run.py"), "train", "--job-dir", str(job)], env)
     evs = [json.loads(line) for line in (job / "events.jsonl").read_text().splitlines()]
     steps_ev = [e for e in evs if e["type"] == "step"]
     first = next(e for e in steps_ev if e["step"] >= WARMUP)
     last = steps_ev[-1]
-    print(f"  trainer run {k}: rss_mb in its own step events peaks at {max(e['rss_mb'] for e in steps_ev)}")
-    return (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"]), rss, first["step"]
+    return {"wall": (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"]),
+            "from_step": first["step"], "cpu": cpu, "rss": rss,
+            "event_rss": max(e["rss_mb"] for e in steps_ev)}
 
 
-def bare_run(model: Path, manifest: Path, steps: int, from_step: int, env: dict) -> tuple[float, int]:
+def bare_run(model: Path, manifest: Path, steps: int, from_step: int, env: dict) -> dict:
     out = Path(tempfile.mkstemp(suffix=".json")[1])
-    _, rss = run_child([sys.executable, __file__, "--bare", "--model", str(model), "--manifest", str(manifest),
-                        "--steps", str(steps), "--from-step", str(from_step), "--out", str(out)], env)
-    return json.loads(out.read_text())["per_step_s"], rss
+    cpu, rss = run_child([sys.executable, __file__, "--bare", "--model", str(model), "--manifest", str(manifest),
+                          "--steps", str(steps), "--from-step", str(from_step), "--out", str(out)], env)
+    return {"wall": json.loads(out.read_text())["per_step_s"], "cpu": cpu, "rss": rss}
 
 
 def bare_loop(model: Path, manifest: Path, steps: int, from_step: int) -> float:
@@ -146,9 +147,11 @@ def bare_loop(model: Path, manifest: Path, steps: int, from_step: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0, help="OMP/torch threads in both children (0 = torch default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OMP/torch threads in both children (0 = torch default); 1 keeps thread spinning "
+                         "from turning other processes' load into CPU time")
     ap.add_argument("--setup", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
@@ -175,22 +178,35 @@ def main() -> None:
                          text=True, check=True).stdout
     paths = json.loads(out.strip().splitlines()[-1])
     model, manifest = Path(paths["model"]), Path(paths["manifest"])
-    trainer_s, bare_s, trainer_rss, bare_rss = [], [], [], []
+    # Each repeat runs both sides twice, with `steps` and `steps // 4` steps. Wall time per step comes
+    # from inside the loop (from step ~WARMUP on). CPU time per step is the difference of the two
+    # runs' total CPU time over the difference in steps: start-up cancels out, and unlike wall time
+    # it barely moves when other processes compete for the cores.
+    short = max(args.steps // 4, WARMUP + 10)
+    rows = {"trainer": [], "bare": []}
     for k in range(args.repeats):  # alternate, so drift in machine load hits both sides alike
-        per, rss, from_step = trainer_run(home, model, manifest, args.steps, k, env)
-        trainer_s.append(per), trainer_rss.append(rss)
-        per, rss = bare_run(model, manifest, args.steps, from_step, env)
-        bare_s.append(per), bare_rss.append(rss)
-    pairs = [a / b for a, b in zip(trainer_s, bare_s)]
+        a_long = trainer_run(home, model, manifest, args.steps, f"{k}-long", env)
+        b_long = bare_run(model, manifest, args.steps, a_long["from_step"], env)
+        a_short = trainer_run(home, model, manifest, short, f"{k}-short", env)
+        b_short = bare_run(model, manifest, short, min(a_long["from_step"], short - 1), env)
+        for name, lo, sh in (("trainer", a_long, a_short), ("bare", b_long, b_short)):
+            rows[name].append({"wall": lo["wall"], "cpu": (lo["cpu"] - sh["cpu"]) / (args.steps - short),
+                               "rss": max(lo["rss"], sh["rss"])})
+        print(f"  repeat {k}: trainer's own step events report rss_mb up to {a_long['event_rss']}")
+
+    def col(name, key):
+        return [r[key] for r in rows[name]]
+
     ms = lambda xs: [round(x * 1000, 2) for x in xs]  # noqa: E731
-    print(f"steps per run {args.steps} (timed from step ~{WARMUP}), repeats {args.repeats}, "
-          f"threads {args.threads or 'torch default'}, workspace {home}")
-    print(f"(a) trainer subprocess : median {statistics.median(trainer_s) * 1000:7.2f} ms/step, "
-          f"min {min(trainer_s) * 1000:7.2f}  runs {ms(trainer_s)}  peak RSS {max(trainer_rss)} MB")
-    print(f"(b) bare PyTorch loop  : median {statistics.median(bare_s) * 1000:7.2f} ms/step, "
-          f"min {min(bare_s) * 1000:7.2f}  runs {ms(bare_s)}  peak RSS {max(bare_rss)} MB")
-    print(f"ratio (a)/(b)          : median of paired runs {statistics.median(pairs):.3f}, "
-          f"of minimums {min(trainer_s) / min(bare_s):.3f}   (target <= 1.05)")
+    print(f"steps per run {args.steps} and {short}, repeats {args.repeats}, threads {args.threads or 'torch default'}, "
+          f"cores {os.cpu_count()}, load average at end {os.getloadavg()[0]:.2f}, workspace {home}")
+    for label, name in (("(a) trainer subprocess", "trainer"), ("(b) bare PyTorch loop ", "bare")):
+        print(f"{label}: wall {statistics.median(col(name, 'wall')) * 1000:7.2f} ms/step (median; runs "
+              f"{ms(col(name, 'wall'))}), CPU {statistics.median(col(name, 'cpu')) * 1000:7.2f} ms/step "
+              f"(runs {ms(col(name, 'cpu'))}), peak RSS {max(col(name, 'rss'))} MB")
+    wall = statistics.median(a / b for a, b in zip(col("trainer", "wall"), col("bare", "wall")))
+    cpu = statistics.median(a / b for a, b in zip(col("trainer", "cpu"), col("bare", "cpu")))
+    print(f"ratio (a)/(b): CPU time {cpu:.3f}, wall time {wall:.3f} (medians of paired repeats; target <= 1.05)")
 
 
 if __name__ == "__main__":
