@@ -42,7 +42,7 @@ class Objective:
 
 
 def make_batch(tracks: list[dict], clip_frames: int, device: torch.device) -> dict:
-    """Crop, pad and stack tracks. Masks mark real frames / condition tokens (1) vs padding (0).
+    """Crop, pad and stack tracks. When lengths differ, masks mark real frames / tokens (1) vs padding (0).
 
     Latents are cropped at a random offset; the context is always its first `n` frames, because
     the pipeline builds the text2music context for an n-frame song from frame 0 of the silence
@@ -57,14 +57,17 @@ def make_batch(tracks: list[dict], clip_frames: int, device: torch.device) -> di
         ctx.append(tr["context_latents"][:n])                        # (n, C)
         mask = tr["encoder_attention_mask"].bool()
         ehs.append(tr["encoder_hidden_states"][mask])                # (L_valid, H): real tokens only
-    batch = {
-        "latents": _pad(x0), "context_latents": _pad(ctx), "encoder_hidden_states": _pad(ehs),
-        "frame_mask": _lengths_mask([len(x) for x in x0]),           # (B, T)
-        "encoder_attention_mask": _lengths_mask([len(e) for e in ehs]),  # (B, L)
-    }
+    padded = len({len(x) for x in x0}) > 1 or len({len(e) for e in ehs}) > 1
+    if not padded:  # the usual case (batch 1, or equal crops): a plain stack, no masks needed
+        batch = {"latents": torch.stack(x0), "context_latents": torch.stack(ctx), "encoder_hidden_states": torch.stack(ehs)}
+    else:
+        batch = {
+            "latents": _pad(x0), "context_latents": _pad(ctx), "encoder_hidden_states": _pad(ehs),
+            "frame_mask": _lengths_mask([len(x) for x in x0]),           # (B, T)
+            "encoder_attention_mask": _lengths_mask([len(e) for e in ehs]),  # (B, L)
+        }
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    # known here without touching a tensor: lets the usual unpadded batch skip all masking work
-    batch["padded"] = len({len(x) for x in x0}) > 1 or len({len(e) for e in ehs}) > 1
+    batch["padded"] = padded
     return batch
 
 
