@@ -7,9 +7,7 @@ approximate in the UI. The real numbers arrive in the run's step events.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import device as device_mod
 from . import paths, settings

@@ -5,13 +5,14 @@ Only soundfile and numpy. Statistics stream over blocks and stop after `analyse_
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from .fsutil import file_sha256
 
 MODEL_RATE = 48000
 MAX_TRAIN_S = 600.0
@@ -51,14 +52,6 @@ class Probe:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def probe(path: Path, analyse_s: float = MAX_TRAIN_S) -> Probe:

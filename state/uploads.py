@@ -7,8 +7,8 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import atomic_write_bytes
-from .probe import audio_extensions, file_sha256
+from .fsutil import atomic_write_bytes, file_sha256
+from .probe import audio_extensions
 
 SIDECAR_EXTS = (".json",)
 _BAD_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]')

@@ -93,3 +93,17 @@ def test_dashboard_side_never_imports_torch():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_staged_dir_swaps_whole_or_leaves_the_old_folder(tmp_path):
+    from state.fsutil import staged_dir
+    dest = tmp_path / "final"
+    with staged_dir(dest) as tmp:
+        (tmp / "a.txt").write_text("v1")
+    assert (dest / "a.txt").read_text() == "v1"
+    with pytest.raises(RuntimeError):
+        with staged_dir(dest) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert (dest / "a.txt").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]  # no temp folder left

@@ -143,14 +143,14 @@ def _trained(train_kit, name):
 
 def test_tampered_adapter_keys_are_refused(train_kit):
     from safetensors.torch import load_file, save_file
-    from trainer.checkpoint import _sha256
+    from state.fsutil import file_sha256
 
     job, ck = _trained(train_kit, "tamper-keys")
     t = load_file(str(ck / "adapter_model.safetensors"))
     t["layers.0.self_attn.q_proj.lora_A.weight"] = t.pop("layers.0.self_attn.to_q.lora_A.weight")  # upstream's bug
     save_file(t, str(ck / "adapter_model.safetensors"))
     meta = json.loads((ck / "meta.json").read_text())
-    meta["adapter_sha256"] = _sha256(ck / "adapter_model.safetensors")  # a consistent file, wrong keys
+    meta["adapter_sha256"] = file_sha256(ck / "adapter_model.safetensors")  # a consistent file, wrong keys
     (ck / "meta.json").write_text(json.dumps(meta))
     assert train_kit.run(job, "--resume", "step-000004") == 1
     err = read_events(job, "error")[-1]

@@ -9,11 +9,9 @@ previous checkpoints intact and never a half-written `step-*` folder. Only the l
 """
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from state.fsutil import read_json, write_json
+from state.fsutil import file_sha256, read_json, staged_dir, write_json
 from trainer.adapter import AdapterMismatch, adapter_state, load_adapter_strict
 
 CKPT_DIR = "checkpoints"
@@ -72,8 +70,7 @@ def save_checkpoint(job_dir: Path, step: int, epoch: float, transformer, optimiz
     final = root / step_dir_name(step)
     if (final / META_FILE).is_file():
         return final  # already saved at this step (periodic save and save_now coincided)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-    try:
+    with staged_dir(final, prefix=f".tmp-{final.name}-") as tmp:
         tensors = adapter_state(transformer)
         save_file(tensors, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -81,14 +78,8 @@ def save_checkpoint(job_dir: Path, step: int, epoch: float, transformer, optimiz
         write_json(tmp / META_FILE, {
             "step": step, "epoch": epoch, "model_id": cfg.model_id, "config_hash": cfg.hash(),
             "config": cfg.to_dict(), "adapter_tensors": len(tensors),
-            "adapter_sha256": _sha256(tmp / ADAPTER_FILE), "saved_at": time.time(),
+            "adapter_sha256": file_sha256(tmp / ADAPTER_FILE), "saved_at": time.time(),
         })
-        if final.exists():
-            shutil.rmtree(final)  # an incomplete folder (no meta.json) from an older crash
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     prune(job_dir, keep_last)
     return final
 
@@ -113,7 +104,7 @@ def load_checkpoint(ckpt: Path, transformer, optimizer, scheduler, model_id: str
     if meta.get("model_id") != model_id:
         raise AdapterMismatch(f"Checkpoint {ckpt.name} was trained on base model {meta.get('model_id')!r}, "
                               f"not {model_id!r}. Resume with the same base model.")
-    if _sha256(ckpt / ADAPTER_FILE) != meta.get("adapter_sha256"):
+    if file_sha256(ckpt / ADAPTER_FILE) != meta.get("adapter_sha256"):
         raise AdapterMismatch(f"{ckpt / ADAPTER_FILE} does not match the checksum recorded when it was saved "
                               "(altered or corrupted). Resume from another checkpoint.")
     tensors = load_file(str(ckpt / ADAPTER_FILE))
@@ -144,11 +135,3 @@ def set_rng_state(s: dict) -> None:
     torch.set_rng_state(s["torch"])
     if s["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

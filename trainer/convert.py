@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from state.fsutil import staged_dir
 
 # diffusers 0.42 renamed the attention projections; diffusers' own conversion script predates it.
 ATTENTION_RENAMES = [(".q_proj.", ".to_q."), (".k_proj.", ".to_k."), (".v_proj.", ".to_v."),
@@ -155,8 +156,7 @@ def import_original(checkpoints: Path, dest: Path, variant: str | None = None) -
     _load_strict(condition, condition_sd, "condition encoder", ignore={"silence_latent"})
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with staged_dir(dest) as tmp:
         transformer.save_pretrained(tmp / "transformer")
         condition.save_pretrained(tmp / "condition_encoder")
         FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0).save_pretrained(tmp / "scheduler")
@@ -176,12 +176,6 @@ def import_original(checkpoints: Path, dest: Path, variant: str | None = None) -
             "source": str(dit_dir), "variant": transformer.config.model_version or dit_dir.name.rsplit("-", 1)[-1],
             "is_turbo": bool(transformer.config.is_turbo), "audio_tokenizer_keys": len(audio_tok_sd),
         }, indent=2))
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

@@ -15,15 +15,13 @@ pipeline, so the trained dropout would make every generation random.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from peft import LoraConfig
 from safetensors.torch import save_file
 
-from state.fsutil import atomic_write_text, write_json
+from state.fsutil import atomic_write_text, staged_dir, write_json
 from state.models_catalog import DEMO_MODEL_ID, KNOWN_MODELS, info_for
 from trainer.adapter import TO_ORIGINAL, adapter_state, to_original_key
 from state.train_config import ATTN_BLOCKS, ATTN_PROJS, TrainConfig
@@ -39,8 +37,7 @@ def export_final(job_dir: Path, transformer, cfg: TrainConfig, steps: int, datas
     from diffusers import AceStepPipeline
 
     final = Path(job_dir) / "final"
-    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=job_dir))
-    try:
+    with staged_dir(final, prefix=".final-") as tmp:
         tensors = adapter_state(transformer)
         # dropout is a training-time setting; diffusers' load_lora_weights leaves the new LoRA dropout
         # modules in training mode, so a non-zero value here would make inference random
@@ -51,12 +48,6 @@ def export_final(job_dir: Path, transformer, cfg: TrainConfig, steps: int, datas
         meta = training_meta(cfg, steps, dataset_size, len(tensors), model_dir)
         write_json(tmp / META_FILE, meta)
         atomic_write_text(tmp / "README.md", model_card(meta))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from state import paths
-from state.fsutil import atomic_write_bytes
+from state.fsutil import atomic_write_bytes, file_sha256
 
 PREPROCESS_VERSION = 1
 CHUNK_SECONDS = 30.0    # VAE encode window; activations scale with it, not with the track
@@ -134,14 +134,6 @@ def context_latents(pipe, frames: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- cache
 
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _key(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
@@ -191,7 +183,7 @@ def track_latents(pipe, row: dict, model_id: str, max_seconds: float | None, war
     from trainer.audio import load_audio
 
     audio_path = Path(row["audio"])
-    path = _cache_path("latents", latents_key(sha256_file(audio_path), model_id, max_seconds))
+    path = _cache_path("latents", latents_key(file_sha256(audio_path), model_id, max_seconds))
     hit = _cache_read(path, ("latents",))
     if hit is None and path.exists() and warn:
         warn(f"Cache file {path.name} for {audio_path.name} was unreadable; rebuilding it.")

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 DEMO_MARKER = "acelora_demo.json"
@@ -116,13 +114,12 @@ def is_demo_model(model_dir: Path) -> bool:
 def write_demo_model(dest: Path | None = None, seed: int = 0) -> Path:
     """save_pretrained the tiny pipeline into `dest`, atomically (built in a temp dir, then renamed)."""
     from state import paths
-    from state.fsutil import write_json
+    from state.fsutil import staged_dir, write_json
 
     dest = Path(dest) if dest is not None else paths.demo_model_dir()
     dest.parent.mkdir(parents=True, exist_ok=True)
     pipe = build_tiny_pipeline(seed)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with staged_dir(dest) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         write_json(tmp / DEMO_MARKER, {
             "demo": True,
@@ -132,12 +129,6 @@ def write_demo_model(dest: Path | None = None, seed: int = 0) -> Path:
             "seed": seed,
             "acoustic_dim": ACOUSTIC_DIM,
         })
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
