@@ -38,6 +38,19 @@ def _report(results) -> None:
     st.session_state["data_upload_report"] = [(r.status in ("saved", "replaced"), r.message) for r in results]
 
 
+def _save(ds: manifest.Dataset, edits: dict, done: str) -> None:
+    """Write edits; on success rerun with a note, else show every problem (nothing was written)."""
+    try:
+        manifest.save_labels(ds, edits)
+    except (manifest.LabelError, SidecarError, SaveError) as exc:
+        for p in getattr(exc, "problems", [str(exc)]):
+            st.error(p)
+        return
+    st.session_state["data_saved"] = done
+    st.session_state.pop("data_scan", None)
+    st.rerun()
+
+
 def _show_report() -> None:
     for ok, message in st.session_state.get("data_upload_report", []):
         (st.success if ok else st.warning)(message)
@@ -175,15 +188,7 @@ edited = st.data_editor(
 changes = manifest.edits_from_table(rows, edited.to_dict("records"))
 if st.button(f"Save {len(changes)} changed track(s)" if changes else "Save labels", key="data_save",
              type="primary", disabled=not changes):
-    try:
-        manifest.save_labels(ds, changes)
-    except (manifest.LabelError, SidecarError, SaveError) as exc:
-        for p in getattr(exc, "problems", [str(exc)]):
-            st.error(p)
-    else:
-        st.session_state["data_saved"] = f"Saved labels for {len(changes)} track(s)."
-        st.session_state.pop("data_scan", None)
-        st.rerun()
+    _save(ds, changes, f"Saved labels for {len(changes)} track(s).")
 if msg := st.session_state.pop("data_saved", None):
     st.success(msg)
 
@@ -206,15 +211,7 @@ with right:
         lyr = st.text_area("Lyrics", row.get("lyrics") or "", height=220,
                            help="Section tags like [Verse], [Chorus]; [Instrumental] for none.")
         if st.form_submit_button("Save track"):
-            try:
-                manifest.save_labels(ds, {tid: {"caption": cap, "lyrics": lyr}})
-            except (manifest.LabelError, SidecarError, SaveError) as exc:
-                for p in getattr(exc, "problems", [str(exc)]):
-                    st.error(p)
-            else:
-                st.session_state["data_saved"] = f"Saved {tid}."
-                st.session_state.pop("data_scan", None)
-                st.rerun()
+            _save(ds, {tid: {"caption": cap, "lyrics": lyr}}, f"Saved {tid}.")
 
 # ---- CSV IMPORT ----------------------------------------------------------------------------
 with st.expander("Import labels from a CSV"):
