@@ -59,6 +59,7 @@ pages = [
     st.Page("pages/dataset.py", title="Dataset", icon="🎵", default=True),
     st.Page("pages/train.py", title="Train", icon="🏋️"),
     st.Page("pages/runs.py", title="Runs", icon="📈"),
+    st.Page("pages/ab.py", title="A/B listening", icon="🎧"),
     st.Page("pages/publish.py", title="Publish", icon="🚀"),
 ]
 gate.require_password()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from state import jobs, paths, runs
 from state.fsutil import read_json
+from ui import ab as ab_view
 from ui import charts, live
 
 
@@ -51,7 +52,7 @@ st.dataframe(view, hide_index=True, width="stretch",
 st.subheader("Run details")
 run_id = st.selectbox("Run", [d.name for d in dirs], key="runs_pick")
 run_dir = paths.run_dir(run_id)
-tab_live, tab_cfg, tab_files = st.tabs(["Progress", "Config", "Checkpoints & adapter"])
+tab_live, tab_cfg, tab_files, tab_samples = st.tabs(["Progress", "Config", "Checkpoints & adapter", "Samples"])
 with tab_live:
     status = live.render(run_dir, key="runs_live")
 with tab_cfg:
@@ -80,6 +81,9 @@ with tab_files:
         if st.button("Yes, delete", key="runs_delete", type="primary"):
             runs.delete_run(run_dir)
             st.rerun()
+
+with tab_samples:
+    ab_view.step_samples(run_dir)
 
 # ---- COMPARE -------------------------------------------------------------------------------
 st.subheader("Compare runs")

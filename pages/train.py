@@ -78,6 +78,14 @@ with st.expander("Advanced"):
     keep = a[1].number_input("Keep last K checkpoints", 1, 100, base["keep_last"], key=f"train_keep_{preset}")
     gc = a[2].checkbox("Gradient checkpointing", base["gradient_checkpointing"], key=f"train_gc_{preset}")
     mlp = a[3].checkbox("Also adapt the MLP", False, key="train_mlp")
+    a = st.columns(4)
+    sample_every = a[0].number_input("Preview sample every N steps (0 = off)", 0, 100_000, base["sample_every"],
+                                     key="train_sample_every", help="Rendered by a separate job, plus a step-0 "
+                                     "baseline and one at the end; listen on Runs → Samples.")
+    sample_seed = a[1].number_input("Preview seed", 0, 2**31 - 1, base["sample_seed"], key="train_sample_seed")
+    sample_seconds = a[2].number_input("Preview seconds", 1.0, 600.0, base["sample_seconds"], key="train_sample_s")
+    sample_caption = a[3].text_input("Preview caption", "", key="train_sample_caption",
+                                     placeholder="empty = first track's labels")
     sampling = st.selectbox("Timestep sampling", ["logit_normal", "turbo_discrete"],
                             index=1 if info_for(model).variant == "turbo" else 0, key="train_sampling")
 
@@ -87,7 +95,9 @@ form = {**base, "max_steps": int(max_steps), "epochs": int(epochs), "learning_ra
         "max_grad_norm": float(grad_norm), "dropout": float(dropout), "cond_dropout": float(cond_drop),
         "seed": int(seed), "shift": float(shift), "checkpoint_every": int(every), "keep_last": int(keep),
         "gradient_checkpointing": bool(gc), "timestep_sampling": sampling,
-        "target_modules": list(ATTN_PROJS) + (list(MLP_PROJS) if mlp else [])}
+        "target_modules": list(ATTN_PROJS) + (list(MLP_PROJS) if mlp else []),
+        "sample_every": int(sample_every), "sample_seed": int(sample_seed), "sample_seconds": float(sample_seconds),
+        "sample_prompt": {"caption": sample_caption} if sample_caption.strip() else {}}
 
 # ---- PREFLIGHT -----------------------------------------------------------------------------
 st.subheader("Preflight")
@@ -141,6 +151,9 @@ def _live() -> None:
         if b[1].button("Save now", key="train_save_now", disabled=status == "queued"):
             jobs.request(run_dir, "save_now")
             st.toast("A checkpoint will be saved after the current step.")
+        if b[2].button("Sample now", key="train_sample_now", disabled=status == "queued"):
+            jobs.request(run_dir, "sample_now")
+            st.toast("A preview will be rendered from the current adapter (Runs → Samples).")
     elif status in ("stopped", "died", "failed") and runs.checkpoints(run_dir):
         ckpts = [p.name for p in runs.checkpoints(run_dir)]
         pick = b[0].selectbox("Checkpoint", ckpts[::-1], key="train_resume_pick", label_visibility="collapsed")

@@ -22,6 +22,7 @@ ATTN_BLOCKS = ("self_attn", "cross_attn")
 OPTIMIZERS = ("adamw_8bit", "adamw")
 SCHEDULERS = ("constant_with_warmup", "constant", "linear", "cosine")
 SAMPLINGS = ("logit_normal", "turbo_discrete")
+SAMPLE_PROMPT_FIELDS = ("caption", "lyrics", "bpm", "keyscale", "timesignature", "vocal_language")
 # Fields that fix the adapter's shape or what it adapts: on resume they come from the checkpoint.
 ADAPTER_FIELDS = ("model_id", "rank", "alpha", "target_modules", "target_blocks")
 _TOKEN_LIKE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
@@ -68,6 +69,12 @@ class TrainConfig:
     keep_last: int = 3             # checkpoints kept on disk (the oldest are deleted)
     # -- stored with the adapter for inference only; not part of the loss
     shift: float = 3.0
+    # -- preview samples, rendered by separate `sample` jobs (trainer/samples.py), never in this process
+    sample_every: int = 0          # optimizer steps between previews (0 = off; control/sample_now still works)
+    sample_prompt: dict = field(default_factory=dict)  # SAMPLE_PROMPT_FIELDS subset; empty = the first track's labels
+    sample_seed: int = 1234        # fixed seed: every preview starts from the same noise
+    sample_seconds: float = 10.0   # preview length
+    sample_steps: int = 0          # denoising steps (0 = the base model variant's default)
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -147,6 +154,13 @@ class TrainConfig:
         _at_least("checkpoint_every", self.checkpoint_every, 0)
         _at_least("keep_last", self.keep_last, 1)
         _positive("shift", self.shift)
+        _at_least("sample_every", self.sample_every, 0)
+        _at_least("sample_seed", self.sample_seed, 0)
+        _in_range("sample_seconds", self.sample_seconds, 1.0, 600.0)
+        _in_range("sample_steps", self.sample_steps, 0, 200)
+        bad = [k for k in self.sample_prompt if k not in SAMPLE_PROMPT_FIELDS]
+        if bad:
+            raise ConfigError(f"sample_prompt has unknown field {bad[0]!r}: use {', '.join(SAMPLE_PROMPT_FIELDS)}.")
         if not self.model_id.strip():
             raise ConfigError("model_id is empty: name a Hub model id or a local diffusers model folder.")
         for name in ("model_id", "manifest", "device"):
@@ -183,7 +197,7 @@ def make_plan(cfg: TrainConfig, dataset_size: int) -> Plan:
 
 # ---- checks ---------------------------------------------------------------------------------
 
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list, tuple),
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list, tuple), "dict": (dict,),
           "float | None": (int, float, type(None))}
 
 

@@ -92,3 +92,23 @@ def train_kit(workspace, _train_cache, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("ACELORA_STEP_EVENT_INTERVAL", "0")  # for subprocesses
     monkeypatch.setattr(meter, "EVENT_INTERVAL_S", 0.0)     # for in-process runs
     return Kit(workspace, tiny_model_dir, manifest)
+
+
+# ---------------------------------------------------------------- A/B listening (tests/test_ab_*.py)
+
+@pytest.fixture(scope="session")
+def _ab_run(tmp_path_factory, tiny_model_dir):
+    """A finished run with two checkpoints and final/ (real adapter files), built once per session."""
+    from ab_kit import build_run
+
+    return build_run(tmp_path_factory.mktemp("ab") / "run-ab", tiny_model_dir)
+
+
+@pytest.fixture
+def ab_run(workspace, _ab_run):
+    """That run copied into this test's workspace (lora_output/run-ab)."""
+    import shutil
+
+    dest = workspace / "lora_output" / _ab_run.name
+    shutil.copytree(_ab_run, dest)
+    return dest

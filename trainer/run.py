@@ -32,6 +32,8 @@ KINDS = {
     "hub-sync": "trainer.hub_sync:job_hub_sync",
     "hub-restore": "trainer.hub_sync:job_hub_restore",
     "space-watch": "trainer.space_watch:job_space_watch",
+    "ab": "trainer.generate:job_ab",
+    "sample": "trainer.samples:job_sample",
 }
 
 
@@ -47,7 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--config", type=Path, help="train: a config JSON to use instead of <job-dir>/config.json")
     ap.add_argument("--manifest", type=Path, help="train: a dataset manifest (JSONL) to use")
     ap.add_argument("--resume", help="train: checkpoint folder (or 'latest') to resume from")
-    ap.add_argument("--after", help="train: wait for this run id to end before starting")
+    ap.add_argument("--after", help="train: wait for this run id to end before starting; "
+                    "sample: for this earlier preview job")
     return ap.parse_args(argv)
 
 

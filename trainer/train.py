@@ -34,6 +34,7 @@ from trainer.checkpoint import find_checkpoint, list_checkpoints, load_checkpoin
 from trainer.export import export_final
 from trainer.meter import StepMeter
 from trainer.objective import Objective, compute_loss, make_batch
+from trainer.samples import Sampler
 
 QUEUE_POLL_S = 0.5
 
@@ -88,6 +89,8 @@ def train(ctx, cfg: TrainConfig, ckpt: Path | None) -> str:
              torch=torch.__version__, cuda=torch.version.cuda, dataset_size=plan.dataset_size,
              total_steps=plan.total_steps, warmup_steps=plan.warmup_steps, steps_per_epoch=plan.steps_per_epoch,
              start_step=step, trainable_params=sum(p.numel() for p in params), objective=vars(obj))
+    sampler = Sampler(ctx, cfg, transformer)  # previews render in separate `sample` jobs (ACESTEP.md §4)
+    sampler.maybe(step)  # the step-0 baseline, when sampling is on
     autocast = torch.autocast("cuda", dtype=dtype) if device.type == "cuda" and dtype != torch.float32 \
         else nullcontext()
 
@@ -127,10 +130,12 @@ def train(ctx, cfg: TrainConfig, ckpt: Path | None) -> str:
             save("periodic")
         if ctx.take_flag("save_now"):
             save("save_now")
+        sampler.maybe(step)
         if ctx.stop_requested():
             if meter.n:
                 emit_step()
             save("stop")
+            sampler.finish(step, stopping=True)
             return "stopped"
 
     # -- export ---------------------------------------------------------------------------------
@@ -138,6 +143,7 @@ def train(ctx, cfg: TrainConfig, ckpt: Path | None) -> str:
     final = export_final(ctx.job_dir, transformer, cfg, steps=step, dataset_size=plan.dataset_size,
                          model_dir=resolve_model_dir(cfg.model_id))
     ctx.phase("save", 1, 1, final_dir=str(final))
+    sampler.finish(step)  # the last step's preview, then wait: every `sample` event lands before `end`
     return "completed"
 
 
