@@ -56,11 +56,11 @@ def sidebar() -> None:
 st.session_state.setdefault("dataset_name", None)
 
 pages = [
-    st.Page("pages/dataset.py", title="Dataset", icon="🎵", default=True),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/runs.py", title="Runs", icon="📈"),
-    st.Page("pages/ab.py", title="A/B listening", icon="🎧"),
-    st.Page("pages/publish.py", title="Publish", icon="🚀"),
+    st.Page("app_pages/dataset.py", title="Dataset", icon="🎵", default=True),
+    st.Page("app_pages/train.py", title="Train", icon="🏋️"),
+    st.Page("app_pages/runs.py", title="Runs", icon="📈"),
+    st.Page("app_pages/ab.py", title="A/B listening", icon="🎧"),
+    st.Page("app_pages/publish.py", title="Publish", icon="🚀"),
 ]
 gate.require_password()
 sidebar()

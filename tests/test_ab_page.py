@@ -20,7 +20,7 @@ def _not_demo(monkeypatch):
 
 def page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
-    at.switch_page("pages/ab.py")
+    at.switch_page("app_pages/ab.py")
     return at.run()
 
 
@@ -81,7 +81,7 @@ def test_runs_page_lists_training_previews_by_step(ab_run, tone):
     for step in (0, 20):
         tone(ab.samples_dir(ab_run) / f"step-{step:06d}.wav", seconds=1.0)
     at = AppTest.from_file(APP, default_timeout=60)
-    at.switch_page("pages/runs.py")
+    at.switch_page("app_pages/runs.py")
     at.run()
     assert not at.exception
     assert "**step 0**" in texts(at) and "**step 20**" in texts(at)

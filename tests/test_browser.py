@@ -204,3 +204,28 @@ def test_train_run_in_chromium(demo_server, tmp_path):
     assert "30 / 30" in text and "Traceback" not in text
     assert "Demo model: random weights" in text
     assert "Traceback" not in runs_text and "Error running app" not in runs_text
+
+
+@pytest.fixture
+def gated_server(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("ACELORA_HOME", str(home))
+    yield from _serve(tmp_path, home, {"ACELORA_MODEL": "tests/not-the-demo-model", "APP_PASSWORD": "s3cret-pw"})
+
+
+def test_first_visit_straight_to_a_page_still_goes_through_the_app(gated_server, tmp_path):
+    """A fresh server's very first request is a bookmarked /train: the entry script (navigation,
+    sidebar, password gate) must still run. Streamlit runs a file from a folder literally named
+    `pages/` next to the entry script on its own in that case, skipping all three."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-dev.txt (playwright)")
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw, tmp_path)
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.goto(f"{gated_server}/train", wait_until="domcontentloaded", timeout=30_000)
+            page.get_by_text("password protected").wait_for(timeout=30_000)
+            page.wait_for_timeout(1000)
+            text = page.get_by_test_id("stMain").inner_text()
+        finally:
+            browser.close()
+    assert "Preflight" not in text and "Start training" not in text

@@ -106,7 +106,7 @@ def test_publish_page_passes_a_pasted_token_only_through_the_environment(train_k
     monkeypatch.setenv("ACELORA_MODEL", "tests/not-the-demo-model")
     run = trained_run(train_kit, "run-page")
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "streamlit_app.py"), default_timeout=60).run()
-    at.switch_page("pages/publish.py").run()
+    at.switch_page("app_pages/publish.py").run()
     assert not at.exception
     at.text_input(key="publish_token").input(WRITE_TOKEN).run()
     assert at.selectbox(key="publish_run").value == run.name

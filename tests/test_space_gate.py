@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
-PAGES = ["pages/dataset.py", "pages/train.py", "pages/runs.py", "pages/publish.py"]
+PAGES = ["app_pages/dataset.py", "app_pages/train.py", "app_pages/runs.py", "app_pages/publish.py"]
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_every_page_is_blocked_until_the_password(locked):
     at.text_input(key="gate_password").input("correct horse")
     at.button[0].click().run()
     assert not at.exception and "Dataset" in " ".join(titles(at))
-    at.switch_page("pages/publish.py").run()
+    at.switch_page("app_pages/publish.py").run()
     assert titles(at) == ["Publish"]
 
 

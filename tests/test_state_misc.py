@@ -107,3 +107,14 @@ def test_staged_dir_swaps_whole_or_leaves_the_old_folder(tmp_path):
             raise RuntimeError("crash mid-write")
     assert (dest / "a.txt").read_text() == "v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]  # no temp folder left
+
+
+def test_no_heavy_import_anywhere_on_the_dashboard_side():
+    import re
+    repo = Path(__file__).resolve().parent.parent
+    heavy = re.compile(r"^\s*(import|from)\s+(torch|diffusers|transformers|peft|bitsandbytes|librosa)\b", re.M)
+    files = [repo / "streamlit_app.py", *(repo / "app_pages").glob("*.py"), *(repo / "ui").glob("*.py"),
+             *(repo / "state").glob("*.py")]
+    assert len(files) > 20
+    offenders = [str(f.relative_to(repo)) for f in files if heavy.search(f.read_text(encoding="utf-8"))]
+    assert offenders == []

@@ -95,4 +95,4 @@ def step_samples(run_dir: Path) -> None:
         c = st.columns([1, 5])
         c[0].markdown(f"**step {step}**")
         c[1].audio(wav.read_bytes(), format="audio/wav")
-    st.page_link("pages/ab.py", label="Compare the adapter with the base on the A/B page", icon="🎧")
+    st.page_link("app_pages/ab.py", label="Compare the adapter with the base on the A/B page", icon="🎧")

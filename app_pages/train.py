@@ -16,7 +16,7 @@ st.title("Train")
 names = manifest.list_datasets()
 if not names:
     st.info("No dataset yet. Create one on the Dataset page first.")
-    st.page_link("pages/dataset.py", label="Go to Dataset", icon="🎵")
+    st.page_link("app_pages/dataset.py", label="Go to Dataset", icon="🎵")
     st.stop()
 
 # ---- DATA AND MODEL ------------------------------------------------------------------------
