@@ -266,8 +266,14 @@ def reconcile(job_dir: Path) -> JobStatus:
 
 
 def list_jobs(*roots: Path) -> list[Path]:
+    """Job folders under the given roots; by default every kind: runs, jobs/, and the A/B and
+    preview jobs that live inside a run's samples/ folder."""
+    if not roots:
+        runs = [d for d in paths.runs_dir().iterdir() if d.is_dir()] if paths.runs_dir().is_dir() else []
+        roots = (paths.runs_dir(), paths.jobs_dir(), *(r / "samples" for r in runs),
+                 *(r / "samples" / "jobs" for r in runs))
     out = []
-    for r in roots or (paths.runs_dir(), paths.jobs_dir()):
+    for r in roots:
         if r.is_dir():
             out.extend(d for d in r.iterdir() if d.is_dir() and (d / JOB_FILE).exists())
     return sorted(out, key=lambda d: job_info(d).get("started_at", 0), reverse=True)

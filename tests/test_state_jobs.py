@@ -175,3 +175,12 @@ def test_headless_job_registers_itself_and_is_listed(ws):
     assert info["headless"] and info["kind"] == "selftest" and info["pid"]
     assert jobs.reconcile(d).status == "completed"
     assert d in jobs.list_jobs(paths.runs_dir())
+
+
+def test_jobs_inside_a_run_are_listed_too(ws):
+    run = paths.run_dir("r")
+    ab = run / "samples" / "ab-1"
+    ab.mkdir(parents=True)
+    write_json(run / "job.json", {"kind": "train", "pid": None, "started_at": 1.0})
+    write_json(ab / "job.json", {"kind": "ab", "pid": None, "started_at": 2.0})
+    assert jobs.list_jobs() == [ab, run]
