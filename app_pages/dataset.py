@@ -1,94 +1,25 @@
 """Dataset page: pick or create a dataset, check every file, edit labels, import a CSV."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-from state import labels, manifest, paths, uploads
-from state.fsutil import SaveError
+from state import labels, manifest, uploads
 from state.label_import import import_csv
-from state.probe import audio_extensions
-from state.sidecar import SidecarError
-from state.watch import FolderWatch
 from ui import autolabel
+from ui import dataset_panels as panels
+from ui.dataset_panels import UPLOAD_TYPES
 
-UPLOAD_TYPES = [e.lstrip(".") for e in audio_extensions()] + ["json"]
 TEXT_CELLS = ("caption", "lyrics", "keyscale")  # shown as "" rather than a grey "None" when unset
 STATUS_ICON = {"ok": "✅", "warning": "⚠️", "error": "❌"}
-
-
-@st.cache_resource(show_spinner=False)
-def _watch(folder: str) -> FolderWatch:
-    return FolderWatch(Path(folder), suffixes=tuple(audio_extensions()) + (".json",))
-
-
-def _scan(ds: manifest.Dataset) -> manifest.ScanResult:
-    bar = st.progress(0.0, text="Checking files…")
-    result = manifest.scan(ds, progress=lambda i, n, name: bar.progress(i / n, text=f"Checking {name} ({i}/{n})"))
-    bar.empty()
-    st.session_state["data_scan"] = (ds.name, result)
-    st.session_state["data_editor_gen"] = st.session_state.get("data_editor_gen", 0) + 1
-    return result
-
-
-def _report(results) -> None:
-    # Kept in the session: the files just written wake the folder watcher, which reruns the page.
-    st.session_state["data_upload_report"] = [(r.status in ("saved", "replaced"), r.message) for r in results]
-
-
-def _save(ds: manifest.Dataset, edits: dict, done: str) -> None:
-    """Write edits; on success rerun with a note, else show every problem (nothing was written)."""
-    try:
-        manifest.save_labels(ds, edits)
-    except (manifest.LabelError, SidecarError, SaveError) as exc:
-        for p in getattr(exc, "problems", [str(exc)]):
-            st.error(p)
-        return
-    st.session_state["data_saved"] = done
-    st.session_state.pop("data_scan", None)
-    st.rerun()
-
-
-def _show_report() -> None:
-    for ok, message in st.session_state.get("data_upload_report", []):
-        (st.success if ok else st.warning)(message)
-
 
 st.title("Dataset")
 st.caption("Audio files plus optional same-name sidecars (`song.wav` + `song.json`). Labels are optional; "
            "captions help a lot.")
 
 # ---- CHOOSE OR CREATE ---------------------------------------------------------------------
+panels.new_dataset_panel(expanded=not manifest.list_datasets())
 names = manifest.list_datasets()
-with st.expander("New dataset", expanded=not names):
-    new_name = st.text_input("Name", key="data_new_name", placeholder="my-album",
-                             help="Letters, digits, '.', '_' and '-'.")
-    tab_upload, tab_folder = st.tabs(["Upload files", "Use a folder on this machine"])
-    with tab_upload:
-        files = st.file_uploader("Audio files and sidecars", type=UPLOAD_TYPES, accept_multiple_files=True,
-                                 key="data_new_files")
-        if st.button("Create from uploads", key="data_create_upload", disabled=not (new_name and files)):
-            try:
-                ds = manifest.create_dataset(paths.check_name(new_name, "Dataset name"))
-            except (ValueError, FileExistsError) as exc:
-                st.error(str(exc))
-                st.stop()
-            _report(uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in files]))
-            st.session_state["dataset_name"] = ds.name
-            _scan(ds)
-    with tab_folder:
-        folder = st.text_input("Folder path", key="data_new_folder", placeholder="/home/me/music/album")
-        if st.button("Create from folder", key="data_create_folder", disabled=not (new_name and folder)):
-            try:
-                ds = manifest.create_dataset(paths.check_name(new_name, "Dataset name"), Path(folder))
-            except (ValueError, FileNotFoundError, FileExistsError) as exc:
-                st.error(str(exc))
-                st.stop()
-            st.session_state["dataset_name"] = ds.name
-            _scan(ds)
-    names = manifest.list_datasets()
 
 if not names:
     st.info("Create a dataset above: upload some songs, or point at a folder of audio files.")
@@ -99,7 +30,7 @@ name = st.selectbox("Dataset", names, index=names.index(current) if current in n
 st.session_state["dataset_name"] = name
 ds = manifest.open_dataset(name)
 st.caption(f"Audio folder: `{ds.source}`")
-_show_report()
+panels.show_report()
 
 # ---- ADD FILES -----------------------------------------------------------------------------
 if not ds.external:
@@ -109,16 +40,16 @@ if not ds.external:
         replace = st.checkbox("Replace existing files with the same name (old ones kept as backups)",
                               key="data_replace")
         if st.button("Add to dataset", key="data_add", disabled=not more):
-            _report(uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in more],
+            panels.report(uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in more],
                                          on_conflict="replace" if replace else "skip"))
-            _scan(ds)
+            panels.scan(ds)
 
 # ---- SCAN ----------------------------------------------------------------------------------
-watch = _watch(str(ds.source))
+watch = panels.watch(str(ds.source))
 scanned = st.session_state.get("data_scan")
 if st.button("Rescan folder", key="data_rescan") or not scanned or scanned[0] != name:
     st.session_state["data_watch_gen"] = watch.generation
-    scanned = (name, _scan(ds))
+    scanned = (name, panels.scan(ds))
 result: manifest.ScanResult = scanned[1]
 
 
@@ -188,7 +119,7 @@ edited = st.data_editor(
 changes = manifest.edits_from_table(rows, edited.to_dict("records"))
 if st.button(f"Save {len(changes)} changed track(s)" if changes else "Save labels", key="data_save",
              type="primary", disabled=not changes):
-    _save(ds, changes, f"Saved labels for {len(changes)} track(s).")
+    panels.save(ds, changes, f"Saved labels for {len(changes)} track(s).")
 if msg := st.session_state.pop("data_saved", None):
     st.success(msg)
 
@@ -211,7 +142,7 @@ with right:
         lyr = st.text_area("Lyrics", row.get("lyrics") or "", height=220,
                            help="Section tags like [Verse], [Chorus]; [Instrumental] for none.")
         if st.form_submit_button("Save track"):
-            _save(ds, {tid: {"caption": cap, "lyrics": lyr}}, f"Saved {tid}.")
+            panels.save(ds, {tid: {"caption": cap, "lyrics": lyr}}, f"Saved {tid}.")
 
 # ---- CSV IMPORT ----------------------------------------------------------------------------
 with st.expander("Import labels from a CSV"):
