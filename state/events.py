@@ -82,17 +82,30 @@ class EventTail:
     keep: bool = False  # also accumulate every event in `events` (costly for very long runs)
     events: list = field(default_factory=list, repr=False)
 
-    def read_new(self, max_bytes: int | None = None) -> list[dict]:
-        """Return the events appended since the last call (also appended to `self.events`)."""
+    def check_reset(self) -> bool:
+        """True (and start over from byte 0) if the file was truncated or replaced since the last read.
+
+        Callers that fold events into derived state call this first, so they know to rebuild it.
+        """
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return []
-        if (self.inode is not None and st.st_ino != self.inode) or st.st_size < self.offset:
+            return False
+        replaced = (self.inode is not None and st.st_ino != self.inode) or st.st_size < self.offset
+        if replaced:
             self.offset, self.partial, self.events = 0, b"", []
             self.reset_count += 1
         self.inode = st.st_ino
-        if st.st_size == self.offset:
+        return replaced
+
+    def read_new(self, max_bytes: int | None = None) -> list[dict]:
+        """Return the events appended since the last call (also appended to `self.events` if `keep`)."""
+        self.check_reset()
+        try:
+            size = os.path.getsize(self.path)
+        except FileNotFoundError:
+            return []
+        if size == self.offset:
             return []
         with open(self.path, "rb") as f:
             f.seek(self.offset)

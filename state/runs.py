@@ -12,7 +12,7 @@ from pathlib import Path
 from . import jobs, paths
 from .events import EVENTS_FILE, EventTail
 from .fsutil import read_json, write_json
-from .series import RunSeries
+from .series import RunSeries, follow
 
 CONFIG = "config.json"
 DATASET_SNAPSHOT = "dataset.jsonl"
@@ -51,7 +51,7 @@ def list_runs() -> list[Path]:
 
 def load_series(run_dir: Path) -> RunSeries:
     s = RunSeries()
-    s.add(EventTail(Path(run_dir) / EVENTS_FILE).read_new())
+    follow(EventTail(Path(run_dir) / EVENTS_FILE), s)
     return s
 
 

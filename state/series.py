@@ -7,6 +7,7 @@ single loss spike among 200,000 steps still shows.
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,9 +18,10 @@ STEP_FIELDS = ("loss", "lr", "grad_norm", "samples_per_s", "elapsed_s", "eta_s",
 
 @dataclass
 class RunSeries:
-    steps: list = field(default_factory=list)
-    cols: dict = field(default_factory=lambda: {k: [] for k in STEP_FIELDS})
-    t: list = field(default_factory=list)
+    # array('d') keeps 8 bytes a value (a list of floats costs ~32): a 1M-step run stays small
+    steps: array = field(default_factory=lambda: array("d"))
+    cols: dict = field(default_factory=lambda: {k: array("d") for k in STEP_FIELDS})
+    t: array = field(default_factory=lambda: array("d"))
     start: dict | None = None
     end: dict | None = None
     phase: dict | None = None  # latest phase event
@@ -66,11 +68,13 @@ class RunSeries:
         ok = np.isfinite(x) & np.isfinite(y)
         return x[ok], y[ok]
 
-    def _as_array(self, name: str, values: list) -> np.ndarray:
+    def _as_array(self, name: str, values: array) -> np.ndarray:
         # Convert only what was appended since the last call: a refresh of a long run stays cheap.
+        # The copy matters: a numpy view would pin the array's buffer and block further appends.
         have = self._arrays.get(name, np.empty(0))
         if len(have) < len(values):
-            have = np.concatenate([have, np.asarray(values[len(have):], dtype=float)])
+            new = np.frombuffer(values, dtype=np.float64, offset=len(have) * values.itemsize).copy()
+            have = np.concatenate([have, new])
             self._arrays[name] = have
         return have
 
@@ -83,6 +87,16 @@ class RunSeries:
     def last_loss(self) -> float | None:
         _, y = self.array("loss")
         return float(y[-1]) if y.size else None
+
+
+def follow(tail, series: "RunSeries", chunk_bytes: int = 8 << 20) -> int:
+    """Fold everything new in `tail` into `series`, a chunk at a time, so the first read of a huge
+    events file never holds more than one chunk's worth of parsed dicts. Returns events added."""
+    added = 0
+    while new := tail.read_new(max_bytes=chunk_bytes):
+        series.add(new)
+        added += len(new)
+    return added
 
 
 def _num(v) -> float:

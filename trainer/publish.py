@@ -117,12 +117,9 @@ def loss_curve_png(run_dir: Path, dest: Path) -> bool:
     import numpy as np
 
     s = runs.load_series(run_dir)
-    steps = np.asarray(s.steps, dtype=float)
-    loss = np.asarray(s.cols["loss"], dtype=float)
-    ok = np.isfinite(steps) & np.isfinite(loss)
-    if not ok.any():
+    steps, loss = s.array("loss")  # finite values only
+    if not loss.size:
         return False
-    steps, loss = steps[ok], loss[ok]
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=110)
     ax.plot(steps, loss, lw=0.8, alpha=0.45, label="loss")
     if len(loss) >= 10:  # a moving average shows the trend under the noise of single steps

@@ -13,7 +13,7 @@ import streamlit as st
 
 from state import jobs
 from state.events import EVENTS_FILE, EventTail
-from state.series import RunSeries
+from state.series import RunSeries, follow
 from state.watch import FolderWatch
 from ui import charts
 
@@ -36,11 +36,9 @@ def attach(run_dir: Path) -> RunSeries:
         st.session_state[key] = state
     if watch.generation != state["gen"] or not watch.alive:
         state["gen"] = watch.generation
-        new = state["tail"].read_new()
-        if state["tail"].reset_count != state.get("resets", 0):  # file replaced: `new` is all of it
-            state["resets"] = state["tail"].reset_count
+        if state["tail"].check_reset():  # truncated or replaced: rebuild from byte 0
             state["series"] = RunSeries()
-        state["series"].add(new)
+        follow(state["tail"], state["series"])
     return state["series"]
 
 
