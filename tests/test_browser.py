@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import soundfile as sf
 
@@ -203,6 +204,12 @@ def test_train_run_in_chromium(demo_server, tmp_path):
             browser.close()
     assert "30 / 30" in text and "Traceback" not in text
     assert "Demo model: random weights" in text
+    # the dashboard process itself never loaded torch (only the job subprocess did)
+    port = demo_server.rsplit(":", 1)[1]
+    [server] = [p for p in psutil.process_iter(["cmdline"]) if port in " ".join(p.info["cmdline"] or [])
+                and "streamlit" in " ".join(p.info["cmdline"] or [])]
+    mapped = {m.path for m in server.memory_maps()}
+    assert not [m for m in mapped if "libtorch" in m or "/torch/" in m]
     assert "Traceback" not in runs_text and "Error running app" not in runs_text
 
 
