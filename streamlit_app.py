@@ -45,12 +45,18 @@ def sidebar() -> None:
         st.caption(f"Workspace: `{paths.root()}`")
         st.divider()
         st.caption("Jobs")
-        active = jobs.active_jobs()
-        if not active:
-            st.caption("No job running.")
-        for j in active:
-            icon = "⏳" if j.status == "queued" else "🟢"
-            st.markdown(f"{icon} `{j.job_id}` · {j.kind} · {j.status} · {_elapsed(j.started_at)}")
+        _jobs()
+
+
+@st.fragment(run_every=5)
+def _jobs() -> None:
+    # its own fragment: the list stays current while the page itself sits still
+    active = jobs.active_jobs()
+    if not active:
+        st.caption("No job running.")
+    for j in active:
+        icon = "⏳" if j.status == "queued" else "🟢"
+        st.markdown(f"{icon} `{j.job_id}` · {j.kind} · {j.status} · {_elapsed(j.started_at)}")
 
 
 st.session_state.setdefault("dataset_name", None)
