@@ -1,16 +1,12 @@
 """Publish page: put a finished run on the Hugging Face Hub; restore a run saved by Hub sync."""
 from __future__ import annotations
 
-import os
 
 import streamlit as st
 
 from state import hub, jobs
 from state.events import EVENTS_FILE, last_event
-
-
-def _token() -> str | None:
-    return os.environ.get("HF_TOKEN") or st.session_state.get("publish_token") or None
+from ui import hf_token
 
 
 def _last_result(kind: str, what: str) -> None:
@@ -34,12 +30,8 @@ def _last_result(kind: str, what: str) -> None:
 st.title("Publish")
 
 # ---- TOKEN ---------------------------------------------------------------------------------
-if os.environ.get("HF_TOKEN"):
-    st.caption("Using the HF_TOKEN environment variable (Space secret).")
-else:
-    st.text_input("Hugging Face token with write access", type="password", key="publish_token",
-                  help="Kept only in this browser session and passed to the upload job through its "
-                       "environment; never written to disk. Create one at huggingface.co/settings/tokens.")
+hf_token.field("publish_token", "Hugging Face token with write access",
+               env_note="Using the HF_TOKEN environment variable (Space secret).")
 
 # ---- PUBLISH A RUN -------------------------------------------------------------------------
 st.subheader("Publish a run")
@@ -56,7 +48,7 @@ else:
                "and a model card.")
     if st.button("Publish to the Hub", key="publish_go", type="primary"):
         try:
-            hub.start_publish(run_id, repo, private, _token())
+            hub.start_publish(run_id, repo, private, hf_token.token())
             st.rerun()
         except ValueError as exc:
             st.error(str(exc))
@@ -69,13 +61,13 @@ st.caption("Hub sync (Space panel in the sidebar) pushes a run's checkpoints, ev
 sync_repo = st.text_input("Sync repository", key="publish_sync_repo", placeholder="owner/my-acelora-sync")
 if st.button("List synced runs", key="publish_list", disabled=not sync_repo):
     try:
-        st.session_state["publish_synced"] = hub.list_synced_runs(sync_repo, _token())
+        st.session_state["publish_synced"] = hub.list_synced_runs(sync_repo, hf_token.token())
     except hub.HubError as exc:
         st.error(f"{exc}\n\n{exc.hint}")
 synced = st.session_state.get("publish_synced") or []
 if synced:
     pick = st.selectbox("Run to restore", synced, key="publish_restore_run")
     if st.button("Restore into lora_output/", key="publish_restore"):
-        hub.start_restore(sync_repo, pick, _token())
+        hub.start_restore(sync_repo, pick, hf_token.token())
         st.rerun()
 _last_result("hub-restore", "Restore")

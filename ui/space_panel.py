@@ -12,6 +12,7 @@ import time
 import streamlit as st
 
 from state import hub, space
+from ui import hf_token
 
 
 def _money(x: float | None) -> str:
@@ -21,11 +22,6 @@ def _money(x: float | None) -> str:
 def _duration(seconds: float) -> str:
     m = int(seconds // 60)
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m} min"
-
-
-def token() -> str | None:
-    """HF_TOKEN if set, else what was typed into the panel's password field this session."""
-    return os.environ.get("HF_TOKEN") or st.session_state.get("space_token") or None
 
 
 def panel() -> None:
@@ -84,13 +80,8 @@ def _auto_arm(s: space.SpaceStatus) -> None:
 
 def _controls(s: space.SpaceStatus) -> None:
     p = space.prefs()
-    if os.environ.get("HF_TOKEN"):
-        st.caption("Using the Space's HF_TOKEN secret.")
-    else:
-        st.text_input("Hugging Face token (write)", type="password", key="space_token",
-                      help="Kept only in this browser session and handed to jobs through their environment; "
-                           "never saved. Or add HF_TOKEN as a Space secret.")
-    tok = token()
+    hf_token.field("space_token", env_note="Using the Space's HF_TOKEN secret.")
+    tok = hf_token.token()
 
     # -- pause when the queue ends
     armed = space.watchers()
