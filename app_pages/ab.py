@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from state import ab, jobs, paths, runs
+from state import ab, jobs, paths, runs, settings
+from state.fsutil import read_json
 from ui import ab as ab_view
 
 st.title("A/B listening")
@@ -17,6 +18,8 @@ if not run_ids:
 # ---- RUN AND ADAPTER -----------------------------------------------------------------------
 run_id = st.selectbox("Run", run_ids, key="ab_run")
 run_dir = paths.run_dir(run_id)
+if settings.is_demo((read_json(run_dir / "config.json", default={}) or {}).get("model_id", "")):
+    st.warning("This run trained the tiny demo model (random weights): both sides are noise, not music.")
 sources = ab.adapter_sources(run_dir)
 if sources:
     mode = st.radio("Compare", ab.MODES, key="ab_mode", horizontal=True,
