@@ -155,16 +155,20 @@ def last_event(path: Path, types: Iterable[str] | None = None, scan_bytes: int =
         size = os.path.getsize(path)
     except FileNotFoundError:
         return None
+    window = min(4096, scan_bytes)  # the sidebar asks this of every job every few seconds: start small
     with open(path, "rb") as f:
-        start = max(0, size - scan_bytes)
-        f.seek(start)
-        data = f.read()
-    lines = data.split(b"\n")
-    if start > 0:
-        lines = lines[1:]  # first line may be cut
-    for ev in reversed(list(parse_lines(lines))):
-        if wanted is None or ev.get("type") in wanted:
-            return ev
+        while True:
+            start = max(0, size - window)
+            f.seek(start)
+            lines = f.read(size - start).split(b"\n")
+            if start > 0:
+                lines = lines[1:]  # first line may be cut
+            for ev in reversed(parse_lines(lines)):
+                if wanted is None or ev.get("type") in wanted:
+                    return ev
+            if start == 0 or window >= scan_bytes:
+                break
+            window = min(window * 4, scan_bytes)
     if whole_file and start > 0 and wanted is not None:
         return next((e for e in reversed(read_all(Path(path))) if e.get("type") in wanted), None)
     return None

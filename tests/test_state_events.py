@@ -62,3 +62,12 @@ def test_last_event_reads_the_end_only(tmp_path):
     assert ev.last_event(path, ["start"]) is None  # not in the tail, and no full read by default
     assert ev.last_event(path, ["start"], whole_file=True)["type"] == "start"
     assert ev.last_event(tmp_path / "missing.jsonl") is None
+
+
+def test_last_event_grows_its_window_for_long_lines(tmp_path):
+    with ev.EventWriter(tmp_path) as w:
+        w.emit("start")
+        w.emit("error", message="x" * 20_000)  # one line longer than the first 4 KB window
+    path = tmp_path / "events.jsonl"
+    assert ev.last_event(path)["type"] == "error"
+    assert ev.last_event(path, ["start"])["type"] == "start"  # the whole file is within 64 KB
