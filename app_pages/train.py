@@ -25,8 +25,9 @@ with left:
     current = st.session_state.get("dataset_name")
     ds_name = st.selectbox("Dataset", names, index=names.index(current) if current in names else 0, key="train_ds")
     ds = manifest.open_dataset(ds_name)
-    rows = [r for r in manifest.read_manifest(ds) if r.get("status") != "error"]
-    st.caption(manifest.summary(manifest.read_manifest(ds))["verdict"])
+    all_rows = manifest.read_manifest(ds)
+    rows = [r for r in all_rows if r.get("status") != "error"]
+    st.caption(manifest.summary(all_rows)["verdict"])
 with right:
     choices = list(dict.fromkeys([settings.model_id(), *settings.local_models(), *known_ids()]))
     model = st.selectbox("Model", choices + ["Other (Hub id or local folder)…"], key="train_model",
@@ -107,7 +108,7 @@ try:
     config_error = None
 except ConfigError as exc:
     cfg, plan, config_error = None, None, str(exc)
-pf = preflight.run_preflight(model, form, manifest.read_manifest(ds), plan.total_steps if plan else None)
+pf = preflight.run_preflight(model, form, all_rows, plan.total_steps if plan else None)
 if config_error:
     pf.add("error", config_error)
 icons = {"ok": "✅", "warning": "⚠️", "error": "⛔"}
