@@ -51,7 +51,8 @@ def setup(home: Path) -> tuple[Path, Path]:
                      "lyrics": "", "status": "ok"})
     manifest = home / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    preprocess_rows(load_pipeline(model, device="cpu", dtype=torch.float32), read_manifest(manifest), str(model))
+    preprocess_rows(load_pipeline(model, device="cpu", dtype=torch.float32), read_manifest(manifest), str(model),
+                    clip_seconds=CLIP_S)
     return model, manifest
 
 
@@ -104,7 +105,7 @@ def bare_loop(model: Path, manifest: Path, steps: int, from_step: int) -> float:
     from trainer.preprocess import preprocess_rows, read_manifest
 
     pipe = load_pipeline(model, device="cpu", dtype=torch.float32)
-    tracks = preprocess_rows(pipe, read_manifest(manifest), str(model))  # cache hits
+    tracks = preprocess_rows(pipe, read_manifest(manifest), str(model), clip_seconds=CLIP_S)  # cache hits
     null = pipe.condition_encoder.null_condition_emb.detach()
     dit = pipe.transformer
     random.seed(SEED), np.random.seed(SEED), torch.manual_seed(SEED)

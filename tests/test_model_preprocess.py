@@ -172,3 +172,15 @@ def test_job_preprocess_reads_manifest(workspace, tiny_model_dir, tmp_path):
     assert preprocess.job_preprocess(ctx, None) == "completed"
     done = [e for e in read_all(ctx.events.path) if e["type"] == "preprocessed"]
     assert done and done[0]["tracks"] == 1 and done[0]["frames"] == 25
+
+
+def test_training_crops_get_a_prompt_with_the_crop_duration(workspace, tiny_pipe, tmp_path):
+    row = _row(write_tone(tmp_path / "a.wav", seconds=4.0))
+    whole = preprocess.preprocess_rows(tiny_pipe, [row], MODEL)[0]
+    cropped = preprocess.preprocess_rows(tiny_pipe, [row], MODEL, clip_seconds=2.0)[0]
+    assert torch.equal(cropped["latents"], whole["latents"])  # the audio side is the whole track either way
+    want = preprocess.encode_conditioning(tiny_pipe, row, 2.0)
+    assert torch.equal(cropped["encoder_hidden_states"], want["encoder_hidden_states"])
+    assert not torch.equal(cropped["encoder_hidden_states"], whole["encoder_hidden_states"])
+    longer = preprocess.preprocess_rows(tiny_pipe, [row], MODEL, clip_seconds=30.0)[0]  # crop > track
+    assert torch.equal(longer["encoder_hidden_states"], whole["encoder_hidden_states"])

@@ -22,8 +22,8 @@ def structured_latents(monkeypatch):
 
     real = preprocess.preprocess_rows
 
-    def with_pattern(pipe, rows, model_id, ctx=None, max_seconds=600.0):
-        out = real(pipe, rows, model_id, ctx=ctx, max_seconds=max_seconds)
+    def with_pattern(pipe, rows, model_id, **kw):
+        out = real(pipe, rows, model_id, **kw)
         for k, tr in enumerate(out):
             T, D = tr["latents"].shape
             t = torch.arange(T).float().unsqueeze(1)

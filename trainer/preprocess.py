@@ -214,8 +214,13 @@ def track_conditioning(pipe, row: dict, seconds: float, model_id: str, warn=None
     return cond
 
 
-def preprocess_rows(pipe, rows: list[dict], model_id: str, ctx=None, max_seconds: float = 600.0) -> list[dict]:
+def preprocess_rows(pipe, rows: list[dict], model_id: str, ctx=None, max_seconds: float = 600.0,
+                    clip_seconds: float = 0.0) -> list[dict]:
     """One dict of CPU tensors per row (see the module docstring), in row order.
+
+    With `clip_seconds` > 0 (training on random crops), the prompt's "duration" is the crop's length,
+    not the track's: the text must describe the audio the loss actually sees, as it will at inference
+    when a user asks for that many seconds. Only the (cheap) text side depends on it.
 
     Emits `phase` events (name "preprocess") and turns audio notes and cache rebuilds into
     `warning` events. A stop request between tracks raises StopNow, so run.py ends the job as stopped.
@@ -233,7 +238,8 @@ def preprocess_rows(pipe, rows: list[dict], model_id: str, ctx=None, max_seconds
         if ctx is not None and ctx.stop_requested():
             raise StopNow(f"stop requested after preprocessing {i} of {total} tracks")
         lat, seconds = track_latents(pipe, row, model_id, max_seconds, warn)
-        cond = track_conditioning(pipe, row, seconds, model_id, warn)
+        prompt_seconds = min(seconds, clip_seconds) if clip_seconds > 0 else seconds
+        cond = track_conditioning(pipe, row, prompt_seconds, model_id, warn)
         out.append({"id": row.get("id"), "latents": lat, **cond,
                     "context_latents": context_latents(pipe, lat.shape[0]),
                     "seconds": seconds, "frames": int(lat.shape[0])})

@@ -62,7 +62,8 @@ def train(ctx, cfg: TrainConfig, ckpt: Path | None) -> str:
     ctx.phase("load", 0, 1)
     pipe = load_pipeline(cfg.model_id, device=device, dtype=dtype)
     ctx.phase("load", 1, 1)
-    tracks = preprocess_rows(pipe, rows, cfg.model_id, ctx=ctx, max_seconds=cfg.max_seconds)
+    tracks = preprocess_rows(pipe, rows, cfg.model_id, ctx=ctx, max_seconds=cfg.max_seconds,
+                             clip_seconds=cfg.clip_seconds)
     null_emb = pipe.condition_encoder.null_condition_emb.detach().to(device)  # (1, 1, H): dropout's "no condition"
     clip_frames = round(cfg.clip_seconds * pipe.latents_per_second)
     free_encoders(pipe)  # VAE and text encoder are done: their outputs are in `tracks`
