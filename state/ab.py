@@ -211,12 +211,7 @@ def samples_dir(run_dir: Path) -> Path:
 
 
 def new_comparison_id(run_dir: Path) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    cid, n = f"{PREFIX}{stamp}", 1
-    while (samples_dir(run_dir) / cid).exists():
-        n += 1
-        cid = f"{PREFIX}{stamp}-{n}"
-    return cid
+    return paths.unique_dir(samples_dir(run_dir), PREFIX).name
 
 
 def start_comparison(run_dir: Path, req: ABRequest) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 RUNS = "lora_output"
@@ -85,6 +86,16 @@ def models_dir() -> Path:
 
 def demo_model_dir() -> Path:
     return models_dir() / DEMO_MODEL
+
+
+def unique_dir(parent: Path, prefix: str) -> Path:
+    """`parent/<prefix><YYYYmmdd-HHMMSS>`, with `-2`, `-3`... added if that name is taken (not created)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    d, n = Path(parent) / f"{prefix}{stamp}", 1
+    while d.exists():
+        n += 1
+        d = Path(parent) / f"{prefix}{stamp}-{n}"
+    return d
 
 
 def ensure(p: Path) -> Path:

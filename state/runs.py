@@ -89,12 +89,7 @@ def checkpoints(run_dir: Path) -> list[Path]:
 
 
 def new_run_id(prefix: str = "run") -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    rid, n = f"{prefix}-{stamp}", 1
-    while paths.run_dir(rid).exists():
-        n += 1
-        rid = f"{prefix}-{stamp}-{n}"
-    return rid
+    return paths.unique_dir(paths.runs_dir(), f"{prefix}-").name
 
 
 def start_run(config: dict, manifest_rows: list[dict], run_id: str | None = None, after: str | None = None,

@@ -6,7 +6,6 @@ demo model (so a fresh install works end to end without downloading anything).
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from . import jobs, paths
@@ -69,12 +68,7 @@ def local_models() -> list[str]:
 
 
 def new_job_dir(kind: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    d = paths.jobs_dir() / f"{kind}-{stamp}"
-    n = 1
-    while d.exists():
-        n += 1
-        d = paths.jobs_dir() / f"{kind}-{stamp}-{n}"
+    d = paths.unique_dir(paths.jobs_dir(), f"{kind}-")
     d.mkdir(parents=True)
     return d
 
