@@ -10,7 +10,7 @@ import time
 import streamlit as st
 
 from state import device, jobs, paths, settings
-from ui import gate, space_panel
+from ui import fmt, gate, space_panel
 
 st.set_page_config(page_title="AceLoRA", page_icon="🎛️", layout="wide")
 
@@ -18,13 +18,6 @@ st.set_page_config(page_title="AceLoRA", page_icon="🎛️", layout="wide")
 @st.cache_data(ttl=30, show_spinner=False)
 def _device() -> dict:
     return device.describe()
-
-
-def _elapsed(since: float | None) -> str:
-    if not since:
-        return ""
-    s = int(time.time() - since)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def sidebar() -> None:
@@ -56,7 +49,8 @@ def _jobs() -> None:
         st.caption("No job running.")
     for j in active:
         icon = "⏳" if j.status == "queued" else "🟢"
-        st.markdown(f"{icon} `{j.job_id}` · {j.kind} · {j.status} · {_elapsed(j.started_at)}")
+        since = fmt.duration(time.time() - j.started_at) if j.started_at else ""
+        st.markdown(f"{icon} `{j.job_id}` · {j.kind} · {j.status} · {since}")
 
 
 st.session_state.setdefault("dataset_name", None)

@@ -15,7 +15,7 @@ from state import jobs
 from state.events import EVENTS_FILE, EventTail
 from state.series import RunSeries, follow
 from state.watch import FolderWatch
-from ui import charts
+from ui import charts, fmt
 
 STATUS_BADGE = {"running": "🟢 running", "queued": "⏳ queued", "completed": "✅ completed",
                 "stopped": "⏸️ stopped", "failed": "❌ failed", "died": "💀 died", "unknown": "❔ unknown"}
@@ -42,13 +42,6 @@ def attach(run_dir: Path) -> RunSeries:
     return state["series"]
 
 
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "–"
-    s = int(s)
-    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
-
-
 def render(run_dir: Path, key: str) -> str:
     """Draw the panel once; returns the job status so callers can decide what buttons to show."""
     series = attach(run_dir)
@@ -64,17 +57,17 @@ def render(run_dir: Path, key: str) -> str:
     c = st.columns(3)
     c[0].metric("Status", STATUS_BADGE.get(st_.status, st_.status))
     c[1].metric("Step", f"{int(last.get('step', 0))}" + (f" / {total}" if total else ""))
-    c[2].metric("ETA (run)", _fmt_s(last.get("eta_s")) if st_.active else "–")
+    c[2].metric("ETA (run)", fmt.duration(last.get("eta_s")) if st_.active else "–")
     c = st.columns(3)
     c[0].metric("Device", str(start.get("device", "–")))
-    c[1].metric("Elapsed", _fmt_s(elapsed))
+    c[1].metric("Elapsed", fmt.duration(elapsed))
     c[2].metric("Samples/s", f"{last['samples_per_s']:.2f}" if last.get("samples_per_s") else "–")
     if st_.active and phase and phase.get("name") != "train":
         done, tot = phase.get("done") or 0, phase.get("total") or 0
         frac = min(1.0, done / tot) if tot else 0.0
-        st.progress(frac, text=f"{phase.get('name')}: {done}/{tot or '?'} · ETA {_fmt_s(phase.get('eta_s'))}")
+        st.progress(frac, text=f"{phase.get('name')}: {done}/{tot or '?'} · ETA {fmt.duration(phase.get('eta_s'))}")
     elif st_.active and total:
-        st.progress(min(1.0, last.get("step", 0) / total), text=f"training · ETA {_fmt_s(last.get('eta_s'))}")
+        st.progress(min(1.0, last.get("step", 0) / total), text=f"training · ETA {fmt.duration(last.get('eta_s'))}")
 
     for e in series.errors[-3:]:
         st.error(f"{e.get('message')}" + (f"\n\n**What to do:** {e['hint']}" if e.get("hint") else ""))

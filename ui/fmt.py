@@ -1,0 +1,10 @@
+"""Small text formats shared by the dashboard's views."""
+from __future__ import annotations
+
+
+def duration(seconds: float | None) -> str:
+    """'4m 05s' / '2h 03m'; '–' when unknown."""
+    if seconds is None:
+        return "–"
+    s = int(seconds)
+    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
