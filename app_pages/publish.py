@@ -6,7 +6,7 @@ import streamlit as st
 
 from state import hub, jobs
 from state.events import EVENTS_FILE, last_event
-from ui import hf_token
+from ui import fmt, hf_token
 
 
 def _last_result(kind: str, what: str) -> None:
@@ -23,8 +23,8 @@ def _last_result(kind: str, what: str) -> None:
         st.success(f"{what} `{d.name}` done: {done.get('url') or done.get('run_dir') or ''}")
     else:
         err = last_event(d / EVENTS_FILE, ["error"]) or {}
-        st.error(f"{what} `{d.name}` {status.status}: {err.get('message') or status.detail}"
-                 + (f"\n\n{err['hint']}" if err.get("hint") else ""))
+        st.error(fmt.with_hint(f"{what} `{d.name}` {status.status}: {err.get('message') or status.detail}",
+                               err.get("hint")))
 
 
 st.title("Publish")
@@ -63,7 +63,7 @@ if st.button("List synced runs", key="publish_list", disabled=not sync_repo):
     try:
         st.session_state["publish_synced"] = hub.list_synced_runs(sync_repo, hf_token.token())
     except hub.HubError as exc:
-        st.error(f"{exc}\n\n{exc.hint}")
+        st.error(fmt.with_hint(str(exc), exc.hint))
 synced = st.session_state.get("publish_synced") or []
 if synced:
     pick = st.selectbox("Run to restore", synced, key="publish_restore_run")

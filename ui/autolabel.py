@@ -12,7 +12,7 @@ import streamlit as st
 from state import autolabel, jobs, paths, settings
 from state.events import EVENTS_FILE, last_event, read_all
 from state.fsutil import read_json, write_json
-from ui import model_fetch
+from ui import fmt, model_fetch
 
 MODES = {"both": "Signal + LM", "signal": "Signal only", "lm": "LM only"}
 MODE_HELP = ("Signal: exact duration, tempo from beat tracking and key from the chroma, measured on the CPU "
@@ -105,8 +105,7 @@ def _last_result(job_dir: Path, status) -> None:
     error = next((e for e in reversed(events) if e.get("type") == "error"), None)
     warnings = [e.get("message", "") for e in events if e.get("type") == "warning"]
     if status.status == "failed" and error:
-        st.error(f"The last auto-label run failed: {error.get('message')}" +
-                 (f"\n\n{error['hint']}" if error.get("hint") else ""))
+        st.error(fmt.with_hint(f"The last auto-label run failed: {error.get('message')}", error.get("hint")))
     elif status.status == "died":
         st.error(f"The last auto-label run stopped unexpectedly. {status.detail.splitlines()[0]}")
     elif summary:

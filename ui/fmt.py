@@ -8,3 +8,8 @@ def duration(seconds: float | None) -> str:
         return "–"
     s = int(seconds)
     return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
+
+
+def with_hint(message: str, hint: str | None) -> str:
+    """An error message followed by what to do about it, the same way on every page."""
+    return f"{message}\n\n**What to do:** {hint}" if hint else message

@@ -70,7 +70,7 @@ def render(run_dir: Path, key: str) -> str:
         st.progress(min(1.0, last.get("step", 0) / total), text=f"training · ETA {fmt.duration(last.get('eta_s'))}")
 
     for e in series.errors[-3:]:
-        st.error(f"{e.get('message')}" + (f"\n\n**What to do:** {e['hint']}" if e.get("hint") else ""))
+        st.error(fmt.with_hint(f"{e.get('message')}", e.get("hint")))
     if st_.status == "died":
         st.error(st_.detail or "The job's process is gone without saying it finished.")
     for w in series.warnings[-3:]:

@@ -6,6 +6,7 @@ import streamlit as st
 from state import jobs, paths, settings
 from state.events import EVENTS_FILE, last_event
 from state.fsutil import read_json, write_json
+from ui import fmt
 
 
 def _fetch_jobs(repo_id: str) -> list:
@@ -24,8 +25,7 @@ def download_panel(repo_id: str) -> None:
         return
     if st_ and st_.status in ("failed", "died"):
         err = last_event(found[0] / EVENTS_FILE, ["error"]) or {}
-        st.error(f"Last download failed: {err.get('message', st_.detail)}" +
-                 (f"\n\n{err['hint']}" if err.get("hint") else ""))
+        st.error(fmt.with_hint(f"Last download failed: {err.get('message', st_.detail)}", err.get("hint")))
     st.info(f"{repo_id} is not on this machine. Downloading uses $HF_TOKEN if the repo needs one.")
     if st.button("Download model", key="train_fetch"):
         d = settings.new_job_dir("fetch")

@@ -12,7 +12,7 @@ import time
 import streamlit as st
 
 from state import hub, space
-from ui import hf_token
+from ui import fmt, hf_token
 
 
 def _money(x: float | None) -> str:
@@ -126,7 +126,7 @@ def _act(fn, ok: str | None) -> None:
     try:
         result = fn()
     except hub.HubError as exc:
-        st.error(f"{exc}\n\n{exc.hint}")
+        st.error(fmt.with_hint(str(exc), exc.hint))
         return
     except (ValueError, RuntimeError) as exc:
         st.error(str(exc))
