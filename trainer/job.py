@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,16 @@ class JobContext:
             jobs.clear_flag(self.job_dir, flag)
             return True
         return False
+
+    def wait_for(self, other: Path, poll_s: float = 0.5) -> bool:
+        """Queue behind another job folder: True once it is no longer queued or running, False if
+        this job was asked to stop first. Emits `queued` so the dashboard shows the wait."""
+        self.emit("queued", after=Path(other).name)
+        while jobs.status(other).active:
+            if self.stop_requested():
+                return False
+            time.sleep(poll_s)
+        return True
 
     def emit(self, event_type: str, **fields: Any) -> dict:
         return self.events.emit(event_type, **fields)

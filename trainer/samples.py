@@ -113,7 +113,7 @@ def job_sample(ctx, args) -> str:
     job = Path(ctx.job_dir)
     run_dir = job.parent.parent.parent  # <run>/samples/jobs/step-NNNNNN
     p = ctx.params
-    if args.after and not _wait_for(ctx, job.parent / args.after):
+    if args.after and not ctx.wait_for(job.parent / args.after, POLL_S):
         return "stopped"
     device, dtype = pick_device_dtype(None if p["device"] == "auto" else p["device"])
     ctx.phase("load", 0, 1)
@@ -139,13 +139,3 @@ def job_sample(ctx, args) -> str:
 def run_ended(run_dir: Path) -> bool:
     last = ev.last_event(Path(run_dir) / ev.EVENTS_FILE, types=("start", "end"), whole_file=True)
     return bool(last and last.get("type") == "end")
-
-
-def _wait_for(ctx, prev: Path) -> bool:
-    """Queue behind the previous preview: True once it has ended, False if this one was stopped first."""
-    ctx.emit("queued", after=prev.name)
-    while jobs.status(prev).active:
-        if ctx.stop_requested():
-            return False
-        time.sleep(POLL_S)
-    return True

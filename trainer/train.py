@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
 from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
@@ -202,15 +201,10 @@ def wait_for_run(ctx, run_id: str) -> bool:
     prev = Path(ctx.job_dir).parent / paths.check_name(run_id, "run id")
     if not prev.is_dir():
         raise FileNotFoundError(f"--after {run_id}: no run folder {prev}.")
-    ctx.emit("queued", after=run_id)
-    while True:
-        st = jobs.status(prev)
-        if st.status in jobs.TERMINAL:
-            ctx.emit("phase", name="load", done=0, total=1, eta_s=None, after_status=st.status)
-            return True
-        if ctx.stop_requested():
-            return False
-        time.sleep(QUEUE_POLL_S)
+    if not ctx.wait_for(prev, QUEUE_POLL_S):
+        return False
+    ctx.emit("phase", name="load", done=0, total=1, eta_s=None, after_status=jobs.status(prev).status)
+    return True
 
 
 def make_optimizer(params: list, cfg: TrainConfig) -> torch.optim.Optimizer:
