@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from state import ab, jobs, paths, runs, settings
+from state import jobs, paths, settings
 from state.fsutil import read_json
+from state.listen import ab, votes
+from state.train import runs
 from ui import ab as ab_view
 
 st.title("A/B listening")
@@ -83,7 +85,7 @@ if not comps:
     st.stop()
 st.divider()
 st.subheader("Listen and vote")
-st.caption(f"Votes for {run_id}: {ab.summary(run_dir)['sentence']}")
+st.caption(f"Votes for {run_id}: {votes.summary(run_dir)['sentence']}")
 names = [p.name for p in comps]
 if st.session_state.get("ab_comp") not in names:
     st.session_state["ab_comp"] = names[0]

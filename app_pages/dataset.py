@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from state import labels, manifest, uploads
-from state.label_import import import_csv
+from state.dataset import labels, manifest, uploads
+from state.dataset.csv_import import import_csv
 from ui import autolabel
 from ui import dataset_panels as panels
 from ui.dataset_panels import UPLOAD_TYPES

@@ -1,10 +1,10 @@
 """Publish page: put a finished run on the Hugging Face Hub; restore a run saved by Hub sync."""
 from __future__ import annotations
 
-
 import streamlit as st
 
-from state import hub, jobs
+from state import jobs
+from state.cloud import hub
 from state.events import EVENTS_FILE, last_event
 from ui import fmt, hf_token
 

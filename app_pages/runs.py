@@ -6,8 +6,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from state import jobs, paths, runs
+from state import jobs, paths
 from state.fsutil import read_json
+from state.train import runs
 from ui import ab as ab_view
 from ui import charts, live
 

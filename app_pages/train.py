@@ -5,9 +5,11 @@ import dataclasses
 
 import streamlit as st
 
-from state import jobs, manifest, paths, preflight, runs, settings
-from state.models_catalog import DEMO_MODEL_ID, info_for, known_ids
-from state.train_config import ATTN_PROJS, MLP_PROJS, OPTIMIZERS, SCHEDULERS, ConfigError, TrainConfig, make_plan
+from state import jobs, paths, settings
+from state.dataset import manifest
+from state.model.catalog import DEMO_MODEL_ID, info_for, known_ids
+from state.train import preflight, runs
+from state.train.config import ATTN_PROJS, MLP_PROJS, OPTIMIZERS, SCHEDULERS, ConfigError, TrainConfig, make_plan
 from ui import live, model_fetch
 
 st.title("Train")

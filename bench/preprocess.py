@@ -28,8 +28,8 @@ def main() -> int:
         import soundfile as sf
         import torch
 
-        from trainer.preprocess import preprocess_rows
-        from trainer.tiny import build_tiny_pipeline
+        from trainer.dataset.preprocess import preprocess_rows
+        from trainer.model.tiny import build_tiny_pipeline
 
         pipe = build_tiny_pipeline()
         rng = np.random.default_rng(0)

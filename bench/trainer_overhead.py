@@ -37,9 +37,9 @@ def setup(home: Path) -> tuple[Path, Path]:
     import soundfile as sf
     import torch
 
-    from trainer.models import load_pipeline
-    from trainer.preprocess import preprocess_rows, read_manifest
-    from trainer.tiny import write_demo_model
+    from trainer.dataset.preprocess import preprocess_rows, read_manifest
+    from trainer.model.load import load_pipeline
+    from trainer.model.tiny import write_demo_model
 
     model = write_demo_model(home / "models" / "tiny")
     rows = []
@@ -101,8 +101,8 @@ def bare_loop(model: Path, manifest: Path, steps: int, from_step: int) -> float:
     from peft import LoraConfig
     from transformers import get_scheduler
 
-    from trainer.models import load_pipeline
-    from trainer.preprocess import preprocess_rows, read_manifest
+    from trainer.dataset.preprocess import preprocess_rows, read_manifest
+    from trainer.model.load import load_pipeline
 
     pipe = load_pipeline(model, device="cpu", dtype=torch.float32)
     tracks = preprocess_rows(pipe, read_manifest(manifest), str(model), clip_seconds=CLIP_S)  # cache hits

@@ -18,9 +18,9 @@ from typing import Iterable
 
 import psutil
 
-from . import events as ev
-from . import paths
-from .fsutil import read_json, write_json
+from state import events as ev
+from state import paths
+from state.fsutil import read_json, write_json
 
 JOB_FILE = "job.json"
 LOG_FILE = "log.txt"

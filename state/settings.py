@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import jobs, paths
-from .fsutil import read_json, write_json
-from .models_catalog import DEMO_MODEL_ID, KNOWN_MODELS, local_dir_name
+from state import jobs, paths
+from state.fsutil import read_json, write_json
+from state.model.catalog import DEMO_MODEL_ID, KNOWN_MODELS, local_dir_name
 
 SETTINGS_FILE = "settings.json"
 DEMO_MARKER = "acelora_demo.json"
-# space_* and hub_sync_repo: cost control and Hub sync on a Space (state/space.py)
+# space_* and hub_sync_repo: cost control and Hub sync on a Space (state/cloud/space.py)
 ALLOWED = {"model_id", "space_pause_when_done", "space_sleep_time_s", "space_idle_warn_min", "hub_sync_repo"}
 
 

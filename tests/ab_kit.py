@@ -20,11 +20,11 @@ def build_run(run_dir: Path, model_dir: Path) -> Path:
     """
     import torch
 
-    from state.train_config import TrainConfig
-    from trainer.adapter import add_lora
-    from trainer.checkpoint import save_checkpoint
-    from trainer.export import export_final
-    from trainer.models import load_pipeline
+    from state.train.config import TrainConfig
+    from trainer.model.load import load_pipeline
+    from trainer.train.adapter import add_lora
+    from trainer.train.checkpoint import save_checkpoint
+    from trainer.train.export import export_final
 
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(model_id=str(model_dir), manifest="", rank=4, alpha=16.0, device="cpu", optimizer="adamw")
@@ -74,8 +74,8 @@ def request(run_dir: Path, **over) -> dict:
 
 
 def prepare(run_dir: Path, name: str, **over) -> Path:
-    """A comparison folder with params.json, as state.ab.start_comparison writes it (without launching)."""
-    from state import ab
+    """A comparison folder with params.json, as state.listen.ab.start_comparison writes it (without launching)."""
+    from state.listen import ab
 
     comp = ab.samples_dir(run_dir) / name
     comp.mkdir(parents=True)

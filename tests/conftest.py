@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 # ---------------------------------------------------------------- model layer (trainer/tiny, models, preprocess)
 
 @pytest.fixture
@@ -21,7 +20,7 @@ def workspace(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny random-weights pipeline, saved once per session with save_pretrained."""
-    from trainer.tiny import write_demo_model
+    from trainer.model.tiny import write_demo_model
 
     return write_demo_model(tmp_path_factory.mktemp("models") / "tiny")
 
@@ -29,8 +28,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_pipe(tiny_model_dir):
     """A fresh load of the tiny pipeline (0.1 s), so a test may mutate it freely."""
-    from trainer.models import load_pipeline
     import torch
+
+    from trainer.model.load import load_pipeline
 
     return load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)
 
@@ -60,9 +60,11 @@ def _train_cache(tmp_path_factory, tiny_model_dir):
     import os
 
     import torch
+
+    from trainer.dataset.preprocess import preprocess_rows, read_manifest
+    from trainer.model.load import load_pipeline
+
     from train_kit import write_dataset
-    from trainer.models import load_pipeline
-    from trainer.preprocess import preprocess_rows, read_manifest
 
     home = tmp_path_factory.mktemp("train_home")
     manifest = write_dataset(home / "dataset")
@@ -84,8 +86,9 @@ def train_kit(workspace, _train_cache, tiny_model_dir, monkeypatch):
     """A workspace holding the warm preprocess cache; step events on every step so tests see each loss."""
     import shutil
 
+    from trainer.train import meter
+
     from train_kit import Kit
-    from trainer import meter
 
     home, manifest = _train_cache
     shutil.copytree(home / "cache", workspace / "cache")

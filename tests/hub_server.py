@@ -1,7 +1,7 @@
 """A local stand-in for the Hugging Face Hub on 127.0.0.1, for tests that must never touch the real one.
 
-It implements just the endpoints that the huggingface_hub 2.4 calls in trainer/publish.py,
-trainer/hub_sync.py, trainer/space_watch.py and state/hub.py hit (read from that library's source):
+It implements just the endpoints that the huggingface_hub 2.4 calls in trainer/cloud/publish.py,
+trainer/cloud/sync.py, trainer/cloud/space_watch.py and state/cloud/hub.py hit (read from that library's source):
 
     POST /api/repos/create                         create_repo
     GET  /api/models/{repo}[/revision/{rev}]       repo_info (create_repo's exist_ok path, snapshot_download)

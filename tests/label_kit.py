@@ -74,7 +74,7 @@ def tiny_audio_tokenizer(levels=TINY_LEVELS, seed: int = 0):
 
 def write_model_with_tokenizer(dest: Path, levels=TINY_LEVELS) -> Path:
     """The tiny pipeline plus an `audio_tokenizer` component, saved with save_pretrained."""
-    from trainer.tiny import build_tiny_pipeline
+    from trainer.model.tiny import build_tiny_pipeline
 
     pipe = build_tiny_pipeline()
     pipe.register_modules(audio_tokenizer=tiny_audio_tokenizer(levels))
@@ -87,7 +87,7 @@ def write_tiny_lm(dest: Path, codebook_size: int = 16, seed: int = 0) -> Path:
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from trainer.tiny import build_tokenizer
+    from trainer.model.tiny import build_tokenizer
 
     tok = build_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})

@@ -30,7 +30,7 @@ def hint_for(exc: BaseException) -> str | None:
 
 
 def _training_hint(exc: BaseException) -> str | None:
-    """Hints for the trainer's own refusals (state/train_config.py, trainer/adapter.py, trainer/checkpoint.py)."""
+    """Hints for the trainer's own refusals (state/train/config.py, trainer/train/adapter.py, trainer/train/checkpoint.py)."""
     name = type(exc).__name__
     if name == "ConfigError":
         return "Fix that field in the run's config.json (or the file given with --config) and start the run again."

@@ -21,19 +21,19 @@ from trainer.job import JobContext, StopNow, load_params  # noqa: E402
 
 # kind -> "module:function"; a function returns the end status (completed | stopped | failed)
 KINDS = {
-    "demo-model": "trainer.tiny:job_build_demo",
-    "fetch": "trainer.fetch:job_fetch",
-    "import-original": "trainer.convert:job_import",
-    "label": "trainer.label:job_label",
-    "preprocess": "trainer.preprocess:job_preprocess",
-    "train": "trainer.train:job_train",
+    "demo-model": "trainer.model.tiny:job_build_demo",
+    "fetch": "trainer.model.fetch:job_fetch",
+    "import-original": "trainer.model.convert:job_import",
+    "label": "trainer.label.autolabel:job_label",
+    "preprocess": "trainer.dataset.preprocess:job_preprocess",
+    "train": "trainer.train.loop:job_train",
     "selftest": "trainer.selftest:job_selftest",
-    "publish": "trainer.publish:job_publish",
-    "hub-sync": "trainer.hub_sync:job_hub_sync",
-    "hub-restore": "trainer.hub_sync:job_hub_restore",
-    "space-watch": "trainer.space_watch:job_space_watch",
-    "ab": "trainer.generate:job_ab",
-    "sample": "trainer.samples:job_sample",
+    "publish": "trainer.cloud.publish:job_publish",
+    "hub-sync": "trainer.cloud.sync:job_hub_sync",
+    "hub-restore": "trainer.cloud.sync:job_hub_restore",
+    "space-watch": "trainer.cloud.space_watch:job_space_watch",
+    "ab": "trainer.listen.generate:job_ab",
+    "sample": "trainer.listen.previews:job_sample",
 }
 
 

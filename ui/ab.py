@@ -1,5 +1,5 @@
 """Drawing for A/B listening: a comparison's players, pictures and votes, a job's progress, and a
-run's training previews. The numbers come from state.ab (numpy); this module only draws them."""
+run's training previews. The numbers come from state.listen.ab (numpy); this module only draws them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +7,10 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from state import ab, jobs
 from state import events as ev
+from state import jobs
+from state.listen import ab, previews, votes
+from ui import audio_pictures
 
 FIG = dict(margin=dict(l=0, r=0, t=4, b=0), height=180, showlegend=False)
 
@@ -16,7 +18,7 @@ FIG = dict(margin=dict(l=0, r=0, t=4, b=0), height=180, showlegend=False)
 @st.cache_data(show_spinner=False, max_entries=64)
 def _picture(path: str, mtime: float, kind: str) -> dict:
     # keyed by the file's mtime: a re-rendered file is recomputed, an unchanged one never is
-    return ab.spectrogram(Path(path)) if kind == "Spectrogram" else ab.waveform(Path(path))
+    return audio_pictures.spectrogram(Path(path)) if kind == "Spectrogram" else audio_pictures.waveform(Path(path))
 
 
 def picture(path: Path, kind: str, key: str) -> None:
@@ -58,7 +60,7 @@ def comparison(run_dir: Path, comp_dir: Path) -> None:
                f"{req['steps']} steps · shift {req['shift']} · guidance {req['guidance']} · loudness-matched "
                f"to {loud['target']:.1f} {'LUFS' if loud['method'] == 'lufs' else 'dBFS RMS'} "
                f"(spread {loud['spread_db']:.2f} dB)")
-    vote = ab.latest_votes(run_dir).get(comp_dir.name)
+    vote = votes.latest_votes(run_dir).get(comp_dir.name)
     c = st.columns([1, 1, 2])
     blind = c[0].toggle("Blind", value=True, key="ab_blind", help="Hide which clip is which until you vote.")
     kind = c[1].radio("Picture", ["Spectrogram", "Waveform"], key="ab_picture", horizontal=True)
@@ -71,22 +73,22 @@ def comparison(run_dir: Path, comp_dir: Path) -> None:
             st.audio(path.read_bytes(), format="audio/wav")
             picture(path, kind, key=f"ab_pic_{comp_dir.name}_{letter}")
             if st.button(f"Prefer {letter}", key=f"ab_vote_{letter}", width="stretch"):
-                ab.record_vote(run_dir, comp_dir.name, letter, blind=hidden)
+                votes.record_vote(run_dir, comp_dir.name, letter, blind=hidden)
                 st.rerun()
             st.download_button("Download", path.read_bytes(), mime="audio/wav", key=f"ab_dl_{letter}",
                                file_name=f"{comp_dir.name}_{letter}.wav" if hidden else out["file"])
     if st.button("No preference", key="ab_vote_none"):
-        ab.record_vote(run_dir, comp_dir.name, ab.NO_PREFERENCE, blind=hidden)
+        votes.record_vote(run_dir, comp_dir.name, votes.NO_PREFERENCE, blind=hidden)
         st.rerun()
     if vote is not None:
         mapping = ", ".join(f"{k} = {v}" for k, v in ab.reveal(meta).items())
-        chose = "no preference" if vote["choice"] == ab.NO_PREFERENCE else f"{vote['choice']}"
+        chose = "no preference" if vote["choice"] == votes.NO_PREFERENCE else f"{vote['choice']}"
         st.success(f"Your vote: {chose}. Revealed: {mapping}.")
 
 
 def step_samples(run_dir: Path) -> None:
     """The run's training previews by step, each with a player (Runs page tab)."""
-    found = ab.step_samples(run_dir)
+    found = previews.step_samples(run_dir)
     if not found:
         st.caption("No preview samples. Turn them on under Train → Advanced (sample every N steps), "
                    "or press “Sample now” while a run trains.")

@@ -1,7 +1,7 @@
 """The Auto-label panel of the Dataset page: options, start, live progress, cancel, last result.
 
 Files only: the options go to params.json, the work runs as a detached `label` job
-(trainer/label.py), and progress comes back through its events.jsonl. No torch or librosa here.
+(trainer/label/autolabel.py), and progress comes back through its events.jsonl. No torch or librosa here.
 """
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from state import autolabel, jobs, paths, settings
+from state import jobs, paths, settings
 from state.events import EVENTS_FILE, last_event, read_all
 from state.fsutil import read_json, write_json
+from state.label import options
 from ui import fmt, model_fetch
 
 MODES = {"both": "Signal + LM", "signal": "Signal only", "lm": "LM only"}
@@ -40,13 +41,13 @@ def panel(ds) -> None:
 
     # ---- OPTIONS ----
     model = settings.model_id()
-    size = st.session_state.get("data_al_size", autolabel.LM_SIZES[0])
-    avail = autolabel.availability(settings.resolve_model_dir(model), size, None, model)
+    size = st.session_state.get("data_al_size", options.LM_SIZES[0])
+    avail = options.availability(settings.resolve_model_dir(model), size, None, model)
     modes = list(MODES) if avail.ok else ["signal", "both", "lm"]  # first = default: what can run here
     mode = st.radio("What to label", modes, format_func=MODES.get, horizontal=True, key="data_al_mode",
                     help=MODE_HELP)
     c1, c2, c3, c4 = st.columns(4)
-    c1.selectbox("LM size", autolabel.LM_SIZES, key="data_al_size", disabled=mode == "signal",
+    c1.selectbox("LM size", options.LM_SIZES, key="data_al_size", disabled=mode == "signal",
                  help="Bigger LMs describe better and need more memory and time.")
     only_new = c2.checkbox("Only unlabelled tracks", key="data_al_only_new",
                            help="Skip every track whose sidecar already holds any label.")
@@ -66,13 +67,13 @@ def panel(ds) -> None:
         st.info("The LM part will be skipped; signal labels still run." if mode == "both" else
                 "Choose “Signal only” or “Signal + LM” to label without the LM.")
         if avail.lm is None:
-            with st.expander(f"Download {autolabel.lm_repo_id(size)}"):
-                model_fetch.download_panel(autolabel.lm_repo_id(size))
+            with st.expander(f"Download {options.lm_repo_id(size)}"):
+                model_fetch.download_panel(options.lm_repo_id(size))
 
     # ---- START ----
     blocked = mode == "lm" and not avail.ok
     if st.button("Auto-label all", key="data_al_start", type="primary", disabled=blocked):
-        params = autolabel.LabelParams(dataset=ds.name, mode=mode, only_unlabelled=only_new, protect_user=protect,
+        params = options.LabelParams(dataset=ds.name, mode=mode, only_unlabelled=only_new, protect_user=protect,
                                        lyrics=lyrics, lm_size=size)
         job_dir = settings.new_job_dir("label")
         write_json(job_dir / "params.json", params.to_dict())

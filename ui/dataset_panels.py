@@ -6,10 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from state import manifest, paths, uploads
+from state import paths
+from state.dataset import manifest, uploads
+from state.dataset.probe import audio_extensions
+from state.dataset.sidecar import SidecarError
 from state.fsutil import SaveError
-from state.probe import audio_extensions
-from state.sidecar import SidecarError
 from state.watch import FolderWatch
 
 UPLOAD_TYPES = [e.lstrip(".") for e in audio_extensions()] + ["json"]

@@ -2,7 +2,7 @@
 and the cost controls (pause when the queue ends, sleep time, Hub sync). Shown only on a Space.
 
 Tokens: the HF_TOKEN secret when the Space has one, else a password field whose value lives only
-in this browser session and is handed to jobs through their environment (state.hub / state.space).
+in this browser session and is handed to jobs through their environment (state.cloud.hub / state.cloud.space).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import streamlit as st
 
-from state import hub, space
+from state.cloud import hub, space
 from ui import fmt, hf_token
 
 

@@ -1,0 +1,327 @@
+"""Datasets: a folder of audio (+ sidecars) and its JSONL manifest (DESIGN.md, "Dataset manifest").
+
+A dataset lives in `datasets/<name>/` (manifest.jsonl, dataset.json). Its audio is either in that
+folder (uploads) or in an external folder named by dataset.json's `source`. The manifest is an
+index rebuilt from the files and sidecars on every scan; edits write the sidecar, then the
+manifest, each atomically and under one lock, so two editors of different tracks lose nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from state import paths
+from state.dataset.labels import LABEL_FIELDS, normalise_labels
+from state.dataset.probe import Probe, audio_extensions, probe
+from state.dataset.sidecar import SidecarError, read_sidecar, sidecar_path, write_labels
+from state.fsutil import SaveError, atomic_write_text, locked, read_json, write_json
+
+MANIFEST = "manifest.jsonl"
+DATASET_FILE = "dataset.json"
+RESERVED = {MANIFEST, DATASET_FILE}
+PROBE_FIELDS = ("seconds", "sample_rate", "channels", "sha256", "size", "mtime")
+
+
+class LabelError(ValueError):
+    """Labels that cannot be saved; `problems` lists each one in words."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Dataset:
+    name: str
+    dir: Path  # datasets/<name>
+    source: Path  # where the audio lives
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / MANIFEST
+
+    @property
+    def external(self) -> bool:
+        return self.source.resolve() != self.dir.resolve()
+
+
+@dataclass
+class ScanResult:
+    rows: list[dict]
+    orphans: list[str] = field(default_factory=list)  # sidecars without audio, in words
+    notes: list[str] = field(default_factory=list)  # dataset-wide messages (e.g. read-only folder)
+
+
+# ---- datasets -------------------------------------------------------------------------------
+
+def create_dataset(name: str, source: Path | None = None) -> Dataset:
+    d = paths.dataset_dir(name)
+    if (d / DATASET_FILE).exists():
+        raise FileExistsError(f"A dataset named {name!r} already exists. Pick another name, or open it from the list.")
+    src = Path(source).expanduser().resolve() if source else d
+    if source and not src.is_dir():
+        raise FileNotFoundError(f"Folder {src} does not exist. Check the path (it must be on this machine).")
+    paths.ensure(d)
+    write_json(d / DATASET_FILE, {"name": name, "source": str(src) if src != d else None,
+                                  "created_at": time.time()})
+    return Dataset(name, d, src)
+
+
+def open_dataset(name: str) -> Dataset:
+    d = paths.dataset_dir(name)
+    meta = read_json(d / DATASET_FILE, default=None)
+    if meta is None and not d.is_dir():
+        raise FileNotFoundError(f"No dataset named {name!r} in {paths.datasets_dir()}.")
+    src = Path(meta["source"]) if meta and meta.get("source") else d
+    return Dataset(name, d, src)
+
+
+def list_datasets() -> list[str]:
+    root = paths.datasets_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+# ---- manifest file ----------------------------------------------------------------------------
+
+def read_manifest(ds: Dataset | Path) -> list[dict]:
+    path = ds.manifest_path if isinstance(ds, Dataset) else Path(ds)
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a damaged index line is rebuilt by the next scan
+                if isinstance(row, dict) and "id" in row:
+                    rows.append(row)
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def write_manifest(ds: Dataset | Path, rows: Iterable[dict]) -> None:
+    path = ds.manifest_path if isinstance(ds, Dataset) else Path(ds)
+    text = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+    atomic_write_text(path, text)
+
+
+# ---- scanning ---------------------------------------------------------------------------------
+
+def find_audio(root: Path) -> list[Path]:
+    exts = set(audio_extensions())
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in sorted(filenames):
+            if not fn.startswith(".") and Path(fn).suffix.lower() in exts:
+                out.append(Path(dirpath) / fn)
+    return out
+
+
+def _orphan_sidecars(ds: Dataset, audio: list[Path]) -> list[str]:
+    stems = {(p.parent, p.stem) for p in audio}
+    out = []
+    for dirpath, dirnames, filenames in os.walk(ds.source):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for fn in filenames:
+            p = Path(dirpath) / fn
+            if p.suffix.lower() != ".json" or fn.startswith(".") or (p.parent == ds.dir and fn in RESERVED):
+                continue
+            if (p.parent, p.stem) not in stems:
+                out.append(f"{p.relative_to(ds.source)} has no audio file with the same name next to it, so its "
+                           "labels are not used. Add the audio, rename the sidecar to match, or delete it.")
+    return out
+
+
+def build_row(ds: Dataset, audio: Path, previous: dict | None = None) -> dict:
+    """One manifest row from the audio file and its sidecar (probe reused if the file is unchanged)."""
+    st = audio.stat()
+    if previous and previous.get("size") == st.st_size and previous.get("mtime") == st.st_mtime \
+            and "_probe" in previous:
+        pr = Probe(**previous["_probe"])
+    else:
+        pr = probe(audio)
+    problems = [p for p in pr.problems]
+    sc = read_sidecar(sidecar_path(audio))
+    labels: dict = {}
+    if sc.problem:
+        problems.append({"level": "warning", "text": sc.problem})
+    elif sc.data is not None:
+        labels, label_problems = normalise_labels(sc.data)
+        problems += [{"level": "warning", "text": f"{sc.path.name}: {t} (this label is ignored until fixed)"}
+                     for t in label_problems]
+    row = {
+        "id": audio.relative_to(ds.source).as_posix(),
+        "audio": str(audio),
+        **{k: labels.get(k) for k in LABEL_FIELDS},
+        "seconds": round(pr.seconds, 3) if pr.seconds is not None else None,
+        "sample_rate": pr.sample_rate,
+        "channels": pr.channels,
+        "sha256": pr.sha256,
+        "size": pr.size,
+        "mtime": pr.mtime,
+        "labeled_by": (sc.data or {}).get("labeled_by") if (sc.data or {}).get("labeled_by") in
+        ("user", "dsp", "lm") else None,
+        "sidecar": sc.path.name if sc.exists else None,
+        "updated_at": time.time(),
+        "_probe": {**pr.to_dict(), "problems": pr.problems},
+    }
+    _set_problems(row, problems)
+    return row
+
+
+def _set_problems(row: dict, problems: list[dict]) -> None:
+    row["problems"] = [p["text"] for p in problems]
+    row["problem_levels"] = [p["level"] for p in problems]
+    levels = set(row["problem_levels"])
+    row["status"] = "error" if "error" in levels else "warning" if "warning" in levels else "ok"
+
+
+def scan(ds: Dataset, progress=None) -> ScanResult:
+    """Rebuild the manifest from the folder. Unchanged files are not probed again."""
+    if not ds.source.is_dir():
+        raise FileNotFoundError(f"The dataset folder {ds.source} is gone. Reconnect the drive or create the dataset again.")
+    previous = {r["id"]: r for r in read_manifest(ds)}
+    audio = find_audio(ds.source)
+    rows = []
+    for i, a in enumerate(audio):
+        rid = a.relative_to(ds.source).as_posix()
+        rows.append(build_row(ds, a, previous.get(rid)))
+        if progress:
+            progress(i + 1, len(audio), rid)
+    _flag_shared_basenames(rows)
+    result = ScanResult(rows, _orphan_sidecars(ds, audio))
+    try:
+        with locked(ds.manifest_path):
+            write_manifest(ds, rows)
+    except SaveError as exc:
+        result.notes.append(str(exc))
+    if not os.access(ds.source, os.W_OK):
+        result.notes.append(f"The folder {ds.source} is read-only: labels cannot be saved next to the audio. "
+                            "Make it writable, or upload the files into a new dataset instead.")
+    return result
+
+
+def _flag_shared_basenames(rows: list[dict]) -> None:
+    groups = defaultdict(list)
+    for r in rows:
+        groups[str(Path(r["id"]).with_suffix(""))].append(r)
+    for stem, group in groups.items():
+        if len(group) < 2:
+            continue
+        names = ", ".join(Path(r["id"]).name for r in group)
+        text = (f"{names} share the name '{Path(stem).name}', so {Path(stem).name}.json labels all of them. "
+                "Rename one of them if they are different songs, or remove the duplicate.")
+        for r in group:
+            if text not in r.get("problems", []):
+                _set_problems(r, _problems_of(r) + [{"level": "warning", "text": text}])
+
+
+def _problems_of(row: dict) -> list[dict]:
+    return [{"level": lv, "text": t} for t, lv in zip(row.get("problems", []), row.get("problem_levels", []))]
+
+
+# ---- editing ----------------------------------------------------------------------------------
+
+def validate_labels(labels: dict) -> dict:
+    """Normalise edited labels; raise LabelError naming every bad value. Empty means 'clear it'."""
+    clean, problems = normalise_labels(labels)
+    if problems:
+        raise LabelError(problems)
+    return {k: clean.get(k) for k in LABEL_FIELDS if k in labels}
+
+
+def save_labels(ds: Dataset, edits: dict[str, dict], labeled_by: str = "user",
+                replace_broken: bool = False) -> list[dict]:
+    """Write edited labels for several tracks: sidecars first, then the manifest, under one lock.
+
+    `edits` maps track id -> {field: value}. Every value is validated before anything is written.
+    Returns the updated rows. Raises LabelError / SidecarError / SaveError with plain messages.
+    """
+    cleaned, problems = {}, []
+    for tid, labels in edits.items():
+        try:
+            cleaned[tid] = validate_labels(labels)
+        except LabelError as exc:
+            problems += [f"{Path(tid).name}: {p}" for p in exc.problems]
+    if problems:
+        raise LabelError(problems)
+    with locked(ds.manifest_path):
+        rows = read_manifest(ds)  # re-read under the lock: another editor may have saved meanwhile
+        by_id = {r["id"]: r for r in rows}
+        missing = [t for t in cleaned if t not in by_id]
+        if missing:
+            raise LabelError([f"{m} is not in the dataset any more; rescan the folder." for m in missing])
+        updated = []
+        for tid, labels in cleaned.items():
+            row = by_id[tid]
+            write_labels(Path(row["audio"]), labels, labeled_by, replace_broken=replace_broken)
+            new = build_row(ds, Path(row["audio"]), row)
+            by_id[tid] = new
+            updated.append(new)
+        rows = [by_id[r["id"]] for r in rows]
+        _flag_shared_basenames(rows)
+        write_manifest(ds, rows)
+    return updated
+
+
+def _cell(v):
+    if v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip()):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def edits_from_table(rows: list[dict], records: list[dict]) -> dict[str, dict]:
+    """Which label cells an editor table changed, as {track id: {field: new value}}."""
+    by_id = {r["id"]: r for r in rows}
+    out: dict[str, dict] = {}
+    for rec in records:
+        row = by_id.get(rec.get("id"))
+        if row is None:
+            continue
+        changed = {k: _cell(rec.get(k)) for k in LABEL_FIELDS
+                   if k in rec and _cell(rec.get(k)) != _cell(row.get(k))}
+        if changed:
+            out[row["id"]] = changed
+    return out
+
+
+def public_row(row: dict) -> dict:
+    """A row without internal cache fields (what jobs and exports see)."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def summary(rows: list[dict]) -> dict:
+    counts = {"ok": 0, "warning": 0, "error": 0}
+    for r in rows:
+        counts[r.get("status", "error")] += 1
+    usable = [r for r in rows if r.get("status") != "error"]
+    captioned = sum(1 for r in usable if r.get("caption") or r.get("lyrics"))
+    seconds = sum(min(r.get("seconds") or 0, 600) for r in usable)
+    if not usable:
+        verdict = "Cannot train yet: add at least one decodable audio file."
+    elif captioned < len(usable):
+        verdict = (f"Can train on {len(usable)} track(s). {len(usable) - captioned} have no caption or lyrics: "
+                   "captions are strongly recommended (label them here, or run Auto-label).")
+    else:
+        verdict = f"Ready to train on {len(usable)} track(s)."
+    return {**counts, "tracks": len(rows), "usable": len(usable), "captioned": captioned,
+            "seconds": seconds, "can_train": bool(usable), "verdict": verdict}
+
+
+__all__ = ["Dataset", "ScanResult", "LabelError", "SidecarError", "SaveError", "create_dataset",
+           "open_dataset", "list_datasets", "read_manifest", "write_manifest", "scan", "save_labels",
+           "validate_labels", "summary", "public_row", "edits_from_table", "find_audio", "build_row"]

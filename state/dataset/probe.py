@@ -1,0 +1,150 @@
+"""Probe an audio file without torch: can it be decoded, how long, what rate, silent, clipped?
+
+Only soundfile and numpy. Statistics stream over blocks and stop after `analyse_s` seconds
+(the part training can use), so a 2-hour file costs the same as a 10-minute one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from state.fsutil import file_sha256
+
+MODEL_RATE = 48000
+MAX_TRAIN_S = 600.0
+SILENT_PEAK = 10 ** (-70 / 20)  # quieter than -70 dBFS everywhere: nothing to learn from
+CLIP_LEVEL = 0.999
+CLIP_FRACTION = 0.001  # more than 0.1% of samples at full scale sounds distorted
+
+
+_COMMON = (".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc",
+           ".caf", ".w64", ".rf64", ".au")
+_NEEDS = {".mp3": "MP3", ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF", ".caf": "CAF",
+          ".w64": "W64", ".rf64": "RF64", ".au": "AU"}
+
+
+def audio_extensions() -> tuple[str, ...]:
+    """Music formats this machine's libsndfile decodes (mp3 only where it was built in)."""
+    have = set(sf.available_formats())
+    return tuple(e for e in _COMMON if _NEEDS.get(e, "WAV") in have)
+
+
+@dataclass
+class Probe:
+    ok: bool  # decodable with at least one frame
+    seconds: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    frames: int | None = None
+    format: str | None = None
+    peak: float | None = None
+    rms_db: float | None = None
+    nan_samples: int = 0
+    clipped_fraction: float = 0.0
+    sha256: str | None = None
+    size: int = 0
+    mtime: float = 0.0
+    problems: list[dict] = field(default_factory=list)  # {"level": "error"|"warning", "text": ...}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def probe(path: Path, analyse_s: float = MAX_TRAIN_S) -> Probe:
+    path = Path(path)
+    name = path.name
+    st = path.stat()
+    p = Probe(ok=False, size=st.st_size, mtime=st.st_mtime)
+
+    def err(text: str) -> Probe:
+        p.problems.append({"level": "error", "text": text})
+        return p
+
+    def warn(text: str) -> None:
+        p.problems.append({"level": "warning", "text": text})
+
+    if st.st_size == 0:
+        return err(f"{name} is an empty file (0 bytes). Re-export or re-copy it, or remove it from the dataset.")
+    p.sha256 = file_sha256(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        return err(f"{name} cannot be decoded as audio ({_short(exc)}). It may be truncated, corrupt or "
+                   "not audio at all: re-export it as WAV or FLAC, or remove it.")
+    p.sample_rate, p.channels, p.frames = int(info.samplerate), int(info.channels), int(info.frames)
+    p.format = f"{info.format} {info.subtype}"
+    if p.channels < 1:
+        return err(f"{name} has no audio channels. Re-export it as mono or stereo.")
+    if p.frames <= 0 or p.sample_rate <= 0:
+        return err(f"{name} contains no audio (0 samples). Re-export it, or remove it from the dataset.")
+    p.seconds = p.frames / p.sample_rate
+
+    try:
+        _scan_samples(path, p, analyse_s)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        return err(f"{name} stops decoding part-way ({_short(exc)}); the file is probably truncated. "
+                   "Re-export or re-copy it.")
+    p.ok = True
+
+    if p.channels > 2:
+        warn(f"{name} has {p.channels} channels; it will be mixed down to stereo. Export a stereo mix if the "
+             "down-mix sounds wrong.")
+    if p.sample_rate < 32000:
+        warn(f"{name} is sampled at {p.sample_rate} Hz; it will be upsampled to 48 kHz but cannot gain the "
+             "missing treble, so the adapter may learn a dull sound. Use a 44.1/48 kHz source if you have one.")
+    if p.seconds > analyse_s:
+        warn(f"{name} is {_hms(p.seconds)} long; only the first {_hms(analyse_s)} will be used. "
+             "Split it into songs to use all of it.")
+    elif p.seconds < 10:
+        warn(f"{name} is only {p.seconds:.1f} s long; ACE-Step trains on 10–600 s of audio, so it adds little.")
+    if p.nan_samples:
+        warn(f"{name} contains {p.nan_samples} invalid (NaN/Inf) samples; they will be treated as silence. "
+             "Re-export the file to be safe.")
+    if p.peak is not None and p.peak < SILENT_PEAK:
+        p.problems.append({"level": "error", "text": f"{name} is silent (peak below -70 dBFS). "
+                           "Check the export, or remove it: there is nothing to learn from it."})
+        p.ok = False
+    elif p.clipped_fraction > CLIP_FRACTION:
+        warn(f"{name} is clipped ({p.clipped_fraction:.1%} of samples at full scale); the adapter may learn "
+             "the distortion. Use an unclipped master if you have one.")
+    return p
+
+
+def _scan_samples(path: Path, p: Probe, analyse_s: float) -> None:
+    limit = int(min(p.frames, analyse_s * p.sample_rate))
+    peak, sumsq, n, nan, clipped = 0.0, 0.0, 0, 0, 0
+    read = 0
+    with sf.SoundFile(str(path)) as f:
+        for block in f.blocks(blocksize=1 << 18, dtype="float32", always_2d=True, frames=limit):
+            read += len(block)
+            bad = ~np.isfinite(block)
+            if bad.any():
+                nan += int(bad.sum())
+                block = np.where(bad, 0.0, block)
+            a = np.abs(block)
+            peak = max(peak, float(a.max(initial=0.0)))
+            sumsq += float(np.square(block, dtype=np.float64).sum())
+            clipped += int((a >= CLIP_LEVEL).sum())
+            n += block.size
+    if read == 0:
+        raise ValueError("no samples could be read")
+    if read < limit * 0.99:
+        raise ValueError(f"only {read} of {limit} frames could be read")
+    p.peak = peak
+    p.rms_db = 10 * math.log10(sumsq / n) if sumsq > 0 else None
+    p.nan_samples = nan
+    p.clipped_fraction = clipped / n if n else 0.0
+
+
+def _hms(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]

@@ -1,0 +1,240 @@
+"""End to end in a real browser: `streamlit run` + headless Chromium (Debian's `chromium` package).
+
+The workspace already holds a dataset pointing at a folder with two good songs and one file of
+random bytes named .wav. The test opens the page, waits for the scan to render, checks that the
+track names and the bad file's error are on screen, and saves a full-page screenshot to
+tests/artifacts/dataset_page.png for a person to look at. Playwright drives the system Chromium
+through `executable_path`; it never downloads a browser of its own.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import soundfile as sf
+
+from locations import REPO
+
+ARTIFACTS = REPO / "tests" / "artifacts"
+SR = 48000
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if exe := shutil.which(name):
+            return exe
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 45) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout}s")
+
+
+def make_music(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    t = np.arange(SR * 12) / SR
+    sf.write(folder / "alpha.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), SR)
+    sf.write(folder / "beta.flac", (0.3 * np.sin(2 * np.pi * 220 * t)).astype("float32"), SR)
+    (folder / "broken.wav").write_bytes(np.random.default_rng(0).bytes(4096))
+    return folder
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """`streamlit run` on a free port, against a workspace that already has one dataset."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("ACELORA_HOME", str(home))
+    from state.dataset import manifest
+
+    manifest.create_dataset("album", make_music(tmp_path / "music"))
+    # a non-demo model: opening Train would otherwise start the demo-model build job (torch)
+    yield from _serve(tmp_path, home, {"ACELORA_MODEL": "tests/not-the-demo-model"})
+
+
+@pytest.fixture
+def demo_server(tmp_path, monkeypatch, tiny_model_dir):
+    """The same, with the tiny demo model in place as the configured default."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("ACELORA_HOME", str(home))
+    from state import paths
+    from state.dataset import manifest
+
+    shutil.copytree(tiny_model_dir, paths.demo_model_dir())
+    ds = manifest.create_dataset("album", make_music(tmp_path / "music"))
+    manifest.scan(ds)
+    yield from _serve(tmp_path, home, {})
+
+
+def _serve(tmp_path, home, extra_env):
+    port = free_port()
+    env = {**os.environ, "ACELORA_HOME": str(home), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **extra_env}
+    env.pop("SPACE_ID", None)
+    if "ACELORA_MODEL" not in extra_env:
+        env.pop("ACELORA_MODEL", None)
+    log = open(tmp_path / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _browser(pw, tmp_path):
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no chromium binary: install Debian's `chromium` package (apt-get install -y chromium)")
+    # a persistent context is how Playwright takes a fresh --user-data-dir
+    return pw.chromium.launch_persistent_context(
+        str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
+        viewport={"width": 1400, "height": 1000})
+
+
+def _full_page_shot(page, name: str) -> Path:
+    # make the viewport as tall as the page: Streamlit scrolls inside stMain, not the window
+    for _ in range(3):  # the layout reflows after a resize; repeat until it fits
+        height = page.evaluate("() => Math.max(document.querySelector('[data-testid=stMain]')"
+                               ".scrollHeight, document.body.scrollHeight)")
+        if height <= page.viewport_size["height"]:
+            break
+        page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 6000)})
+        page.wait_for_timeout(400)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    return ARTIFACTS / name
+
+
+def test_dataset_page_in_chromium(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-dev.txt (playwright)")
+
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw, tmp_path)
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.goto(server, wait_until="domcontentloaded", timeout=30_000)
+            # the scan has rendered once the metrics and the problem list are there
+            page.get_by_test_id("stMetric").first.wait_for(timeout=30_000)
+            page.get_by_text("broken.wav cannot be decoded as audio").wait_for(timeout=30_000)
+            metrics = [m.inner_text() for m in page.get_by_test_id("stMetric").all()]
+            text = page.get_by_test_id("stMain").inner_text()
+
+            _full_page_shot(page, "dataset_page.png")
+
+            # the labels table is a canvas, so read the track names where a user picks them: the Track list
+            page.get_by_test_id("stSelectbox").filter(has_text="Track").click()
+            tracks = page.get_by_role("option").all_inner_texts()
+            page.keyboard.press("Escape")
+        finally:
+            browser.close()
+
+    assert [" ".join(m.split()) for m in metrics] == ["Tracks 3", "OK 2", "Warnings 0", "Errors 1",
+                                                      "Usable audio 0.4 min"]
+    assert "Can train on 2 track(s)." in text
+    assert "Problems (1 files, 0 stray sidecars)" in text
+    assert "broken.wav cannot be decoded as audio" in text and "re-export it as WAV or FLAC" in text
+    assert [t.strip() for t in tracks] == ["alpha.wav", "beta.flac", "broken.wav"]
+    assert "❌ broken.wav" in text  # the problem list names the file
+    assert "Traceback" not in text and "Error running app" not in text
+    assert (ARTIFACTS / "dataset_page.png").stat().st_size > 10_000
+
+
+def test_train_run_in_chromium(demo_server, tmp_path):
+    """The main flow in a real browser: Train page, quick-test preset, start, watch it complete."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-dev.txt (playwright)")
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw, tmp_path)
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.goto(f"{demo_server}/train", wait_until="domcontentloaded", timeout=30_000)
+            page.get_by_text("Preflight").first.wait_for(timeout=30_000)
+            page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
+            page.get_by_role("option", name="Quick test (minutes, checks the pipeline)").click()
+            page.get_by_text("30 optimizer steps").wait_for(timeout=30_000)
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_text("running").first.wait_for(timeout=30_000)
+            page.get_by_text("✅ completed").wait_for(timeout=240_000)
+            page.get_by_text("Loss").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)  # let plotly finish drawing before the picture
+            text = page.get_by_test_id("stMain").inner_text()
+            _full_page_shot(page, "train_page.png")
+
+            page.goto(f"{demo_server}/runs", wait_until="domcontentloaded", timeout=30_000)
+            page.get_by_text("Run details").wait_for(timeout=30_000)
+            page.get_by_text("✅ completed").wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)
+            runs_text = page.get_by_test_id("stMain").inner_text()
+            _full_page_shot(page, "runs_page.png")
+        finally:
+            browser.close()
+    assert "30 / 30" in text and "Traceback" not in text
+    assert "Demo model: random weights" in text
+    # the dashboard process itself never loaded torch (only the job subprocess did)
+    port = demo_server.rsplit(":", 1)[1]
+    [server] = [p for p in psutil.process_iter(["cmdline"]) if port in " ".join(p.info["cmdline"] or [])
+                and "streamlit" in " ".join(p.info["cmdline"] or [])]
+    mapped = {m.path for m in server.memory_maps()}
+    assert not [m for m in mapped if "libtorch" in m or "/torch/" in m]
+    assert "Traceback" not in runs_text and "Error running app" not in runs_text
+
+
+@pytest.fixture
+def gated_server(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("ACELORA_HOME", str(home))
+    yield from _serve(tmp_path, home, {"ACELORA_MODEL": "tests/not-the-demo-model", "APP_PASSWORD": "s3cret-pw"})
+
+
+def test_first_visit_straight_to_a_page_still_goes_through_the_app(gated_server, tmp_path):
+    """A fresh server's very first request is a bookmarked /train: the entry script (navigation,
+    sidebar, password gate) must still run. Streamlit runs a file from a folder literally named
+    `pages/` next to the entry script on its own in that case, skipping all three."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-dev.txt (playwright)")
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw, tmp_path)
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.goto(f"{gated_server}/train", wait_until="domcontentloaded", timeout=30_000)
+            page.get_by_text("password protected").wait_for(timeout=30_000)
+            page.wait_for_timeout(1000)
+            text = page.get_by_test_id("stMain").inner_text()
+        finally:
+            browser.close()
+    assert "Preflight" not in text and "Start training" not in text

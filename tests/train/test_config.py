@@ -1,0 +1,60 @@
+"""state.train.config: defaults, refusals that name the field, derived numbers; a bad config fails before loading."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from state.train.config import ConfigError, TrainConfig, make_plan
+
+
+def test_defaults_match_the_recipe():
+    c = TrainConfig()
+    assert (c.rank, c.alpha, c.dropout) == (64, 64.0, 0.1)
+    assert c.optimizer == "adamw_8bit" and c.learning_rate == 1e-4 and c.warmup_ratio == 0.03
+    assert c.scheduler == "constant_with_warmup" and c.max_grad_norm == 1.0 and c.shift == 3.0
+    assert c.target_modules == ["to_q", "to_k", "to_v", "to_out.0"] and c.target_blocks == ["self_attn", "cross_attn"]
+    assert c.timestep_sampling == "logit_normal" and c.cond_dropout == 0.15
+    assert TrainConfig.from_dict(c.to_dict()) == c and len(c.hash()) == 16
+
+
+def test_plan_derives_warmup_by_ceiling():
+    c = TrainConfig(max_steps=0, epochs=3, batch_size=2, grad_accum=2)
+    p = make_plan(c, 10)  # 4 samples per step -> 3 steps per epoch
+    assert (p.steps_per_epoch, p.total_steps, p.warmup_steps) == (3, 9, 1)  # ceil(0.03 * 9) = 1
+    assert make_plan(TrainConfig(max_steps=1000), 3).warmup_steps == 30
+    assert make_plan(TrainConfig(max_steps=101), 3).warmup_steps == 4  # ceil(3.03)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"rank": 0}, "rank"), ({"rank": True}, "rank"), ({"alpha": -1}, "alpha"), ({"dropout": 1.5}, "dropout"),
+    ({"optimizer": "sgd"}, "optimizer"), ({"learning_rate": 5.0}, "learning_rate"),
+    ({"target_modules": ["to_q", "fc1"]}, "target_modules"), ({"target_modules": []}, "target_modules"),
+    ({"timestep_sampling": "uniform"}, "timestep_sampling"), ({"cond_dropout": -0.1}, "cond_dropout"),
+    ({"clip_seconds": 0.5}, "clip_seconds"), ({"keep_last": 0}, "keep_last"), ({"device": "tpu"}, "device"),
+    ({"batch_size": "2"}, "batch_size"), ({"warmup_ratio": float("nan")}, "warmup_ratio"),
+    ({"model_id": "org/x hf_abcdefghijklmnopqrstuvwx"}, "model_id"),
+])
+def test_bad_values_are_refused_naming_the_field(change, field):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), **change})
+
+
+def test_unknown_keys_are_refused_with_a_suggestion():
+    with pytest.raises(ConfigError, match="'lerning_rate'.*'learning_rate'"):
+        TrainConfig.from_dict({"lerning_rate": 1e-4})
+    with pytest.raises(ConfigError, match="hf_token"):
+        TrainConfig.from_dict({"hf_token": "hf_x"})  # tokens have no field: never stored
+    assert TrainConfig.from_dict({"cond_dropout": 0}).cond_dropout == 0  # 0 is allowed
+
+
+def test_bad_config_fails_the_job_before_anything_loads(workspace):
+    from train_kit import Kit, read_events
+
+    job = workspace / "lora_output" / "bad"
+    job.mkdir(parents=True)
+    (job / "config.json").write_text(json.dumps({"rank": -3}))
+    assert Kit(workspace, workspace, workspace).run(job) == 1
+    evs = read_events(job)
+    assert [e["type"] for e in evs] == ["error", "end"]  # no load phase: nothing was loaded
+    assert "rank" in evs[0]["message"] and evs[0]["hint"] and evs[1]["status"] == "failed"

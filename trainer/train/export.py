@@ -1,0 +1,156 @@
+"""The finished adapter in `final/`, in both formats users need (ACESTEP.md §3):
+
+    pytorch_lora_weights.safetensors   diffusers: `pipe.load_lora_weights(final_dir)`
+    adapter_config.json +              original ACE-Step PEFT format (official UI, Side-Step, ComfyUI):
+    adapter_model.safetensors            keys base_model.model.layers.N.{self_attn|cross_attn}.{q,k,v,o}_proj.lora_{A,B}.weight
+    training_meta.json                 base model, variant, shift, recommended steps/guidance, rank, alpha, ...
+    README.md                          model card
+
+diffusers reads neither adapter_config.json nor network alphas from the PEFT file, so without
+help it would load an adapter with alpha != rank at the wrong scale. Both safetensors files
+therefore carry diffusers' own `lora_adapter_metadata` header (other loaders ignore it), with
+lora_dropout 0: diffusers 0.42 creates the LoRA dropout modules in training mode even in an eval
+pipeline, so the trained dropout would make every generation random.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from peft import LoraConfig
+from safetensors.torch import save_file
+
+from state.fsutil import atomic_write_text, staged_dir, write_json
+from state.model.catalog import DEMO_MODEL_ID, KNOWN_MODELS, info_for
+from state.train.config import ATTN_BLOCKS, ATTN_PROJS, TrainConfig
+from trainer.train.adapter import TO_ORIGINAL, adapter_state, to_original_key
+
+DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
+PEFT_FILE = "adapter_model.safetensors"
+META_FILE = "training_meta.json"
+
+
+def export_final(job_dir: Path, transformer, cfg: TrainConfig, steps: int, dataset_size: int,
+                 model_dir: str | None = None) -> Path:
+    """Write final/ atomically (temp folder, then rename over any previous export)."""
+    from diffusers import AceStepPipeline
+
+    final = Path(job_dir) / "final"
+    with staged_dir(final, prefix=".final-") as tmp:
+        tensors = adapter_state(transformer)
+        # dropout is a training-time setting; diffusers' load_lora_weights leaves the new LoRA dropout
+        # modules in training mode, so a non-zero value here would make inference random
+        lora_meta = {**_jsonable(transformer.peft_config["default"].to_dict()), "lora_dropout": 0.0}
+        AceStepPipeline.save_lora_weights(tmp, transformer_lora_layers=tensors,
+                                          transformer_lora_adapter_metadata=lora_meta)
+        _write_original(tmp, tensors, cfg, lora_meta)
+        meta = training_meta(cfg, steps, dataset_size, len(tensors), model_dir)
+        write_json(tmp / META_FILE, meta)
+        atomic_write_text(tmp / "README.md", model_card(meta))
+    return final
+
+
+def _write_original(dest: Path, tensors: dict, cfg: TrainConfig, lora_meta: dict) -> None:
+    original = {to_original_key(k): v for k, v in tensors.items()}
+    # diffusers prefixes its metadata keys with the component name when it saves; do the same so
+    # `load_lora_weights(dir, weight_name="adapter_model.safetensors")` gets alpha right.
+    header = {"format": "pt", "lora_adapter_metadata": json.dumps(
+        {f"transformer.{k}": v for k, v in lora_meta.items()}, indent=2, sort_keys=True)}
+    save_file(original, str(dest / PEFT_FILE), metadata=header)
+    LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, bias="none",
+               target_modules=_original_targets(cfg), base_model_name_or_path=cfg.model_id).save_pretrained(dest)
+
+
+def _original_targets(cfg: TrainConfig) -> list[str] | str:
+    """Plain names, like upstream's adapters, unless only one attention kind is adapted."""
+    names = [TO_ORIGINAL[m] for m in cfg.target_modules]
+    attn = [TO_ORIGINAL[m] for m in cfg.target_modules if m in ATTN_PROJS]
+    if not attn or set(cfg.target_blocks) == set(ATTN_BLOCKS):
+        return names
+    mlp = [n for n in names if n not in attn]
+    parts = [rf"layers\.\d+\.(?:{'|'.join(cfg.target_blocks)})\.(?:{'|'.join(attn)})"]
+    if mlp:
+        parts.append(rf"layers\.\d+\.mlp\.(?:{'|'.join(mlp)})")
+    return "|".join(f"(?:{p})" for p in parts)
+
+
+def training_meta(cfg: TrainConfig, steps: int, dataset_size: int, n_tensors: int,
+                  model_dir: str | None = None) -> dict:
+    # a known id's table entry wins; otherwise the loaded folder's transformer config says the variant
+    info = info_for(cfg.model_id if cfg.model_id in KNOWN_MODELS else (model_dir or cfg.model_id))
+    return {
+        "base_model_id": cfg.model_id, "variant": info.variant, "shift": cfg.shift,
+        "recommended_steps": info.steps, "recommended_guidance": info.guidance,
+        "rank": cfg.rank, "alpha": cfg.alpha, "dropout": cfg.dropout,
+        "target_modules": list(cfg.target_modules), "target_blocks": list(cfg.target_blocks),
+        "dataset_size": dataset_size, "steps": steps, "learning_rate": cfg.learning_rate,
+        "timestep_sampling": cfg.timestep_sampling, "cond_dropout": cfg.cond_dropout,
+        "adapter_tensors": n_tensors, "config_hash": cfg.hash(), "demo_model": cfg.model_id == DEMO_MODEL_ID,
+        "files": {"diffusers": DIFFUSERS_FILE, "acestep_peft": ["adapter_config.json", PEFT_FILE]},
+        "created_at": time.time(), "trainer": "AceLoRA",
+    }
+
+
+def model_card(m: dict) -> str:
+    demo = ("\n> **Demo:** trained on the tiny random-weights demo model; it produces noise, not music.\n"
+            if m["demo_model"] else "")
+    guidance = ("no guidance (turbo has it distilled in)" if m["recommended_guidance"] <= 1.0
+                else f"guidance {m['recommended_guidance']}")
+    return f"""---
+base_model: {m['base_model_id']}
+library_name: diffusers
+tags: [ace-step, lora, text-to-audio, music]
+---
+# ACE-Step 1.5 LoRA
+{demo}
+LoRA adapter for `{m['base_model_id']}` ({m['variant']}), trained with AceLoRA.
+
+Generate with {m['recommended_steps']} steps, shift {m['shift']}, {guidance}.
+
+## Use with diffusers
+
+```python
+import torch
+from diffusers import AceStepPipeline
+
+pipe = AceStepPipeline.from_pretrained("{m['base_model_id']}", torch_dtype=torch.bfloat16).to("cuda")
+pipe.load_lora_weights("path/to/final", adapter_name="style")
+audio = pipe(prompt="...", lyrics="[Instrumental]", audio_duration=30.0,
+             num_inference_steps={m['recommended_steps']}, shift={m['shift']},
+             guidance_scale={m['recommended_guidance']}).audios
+```
+
+## Use with the ACE-Step UI, Side-Step or ComfyUI
+
+Point them at this folder: `adapter_config.json` + `adapter_model.safetensors` are the original
+ACE-Step PEFT format (`q_proj/k_proj/v_proj/o_proj` names).
+
+## Training
+
+| setting | value |
+|---|---|
+| rank / alpha / dropout | {m['rank']} / {m['alpha']} / {m['dropout']} |
+| targets | {', '.join(m['target_modules'])} in {', '.join(m['target_blocks'])} |
+| steps | {m['steps']} |
+| tracks | {m['dataset_size']} |
+| learning rate | {m['learning_rate']} |
+| timesteps | {m['timestep_sampling']}, condition dropout {m['cond_dropout']} |
+"""
+
+
+def _jsonable(d: dict) -> dict:
+    """peft configs hold sets and enums; diffusers json-dumps this dict into the file header."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, set):
+            v = sorted(v)
+        elif hasattr(v, "value") and not isinstance(v, (int, float, str, bool)):
+            v = v.value
+        try:
+            json.dumps(v)
+        except TypeError:
+            continue
+        out[k] = v
+    return out
+
