@@ -24,7 +24,7 @@ def sidebar() -> None:
     with st.sidebar:
         d = _device()
         st.caption("Device")
-        st.markdown(f"**{d['label']}**")
+        st.markdown(f"**{d['label']}**" + (f": {d['precision']}" if d.get("precision") else ""))
         mem = f" · GPU {d['gpu_mem_total_gb']} GB" if d.get("gpu_mem_total_gb") else ""
         st.caption(f"RAM {d['ram_available_gb']} / {d['ram_total_gb']} GB free{mem}")
         model = settings.model_id()

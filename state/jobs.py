@@ -121,7 +121,11 @@ def _forget(proc: subprocess.Popen) -> None:
 def process_of(job_dir: Path) -> psutil.Process | None:
     """The job's live process, or None if it is gone, a zombie, or the pid was reused."""
     info = job_info(job_dir)
-    pid, ctime = info.get("pid"), info.get("create_time")
+    return live_process(info.get("pid"), info.get("create_time"))
+
+
+def live_process(pid: int | None, ctime: float | None) -> psutil.Process | None:
+    """The process `pid` if it is alive, not a zombie, and (when known) was created at `ctime`."""
     if not pid:
         return None
     try:

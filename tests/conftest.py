@@ -72,7 +72,8 @@ def _train_cache(tmp_path_factory, tiny_model_dir):
     os.environ["ACELORA_HOME"] = str(home)
     try:
         pipe = load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)
-        preprocess_rows(pipe, read_manifest(manifest), str(tiny_model_dir))
+        # what train_kit runs use: TrainConfig's max_seconds, 2 s crops
+        preprocess_rows(pipe, read_manifest(manifest), str(tiny_model_dir), max_seconds=240.0, clip_seconds=2.0)
     finally:
         if old is None:
             os.environ.pop("ACELORA_HOME", None)

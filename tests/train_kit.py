@@ -41,7 +41,7 @@ class Kit:
     def config(self, path: Path, **overrides) -> Path:
         cfg = {"model_id": str(self.model_dir), "manifest": str(self.manifest), "rank": 4, "alpha": 4.0,
                "max_steps": 12, "clip_seconds": 2.0, "checkpoint_every": 0, "gradient_checkpointing": False,
-               "learning_rate": 1e-3, "device": "cpu", **overrides}
+               "learning_rate": 1e-3, "device": "cpu", "sample_every": 0, **overrides}
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, cfg)
         return path
@@ -87,3 +87,27 @@ def adapter_tensors(path: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(path))
+
+
+def structured_latents(monkeypatch):
+    """Replace each track's latents with a strong, learnable per-track pattern.
+
+    The tiny VAE's latents of a pure tone are small next to the unit-variance noise, so their
+    flow-matching loss sits near its noise floor from step 1; a large fixed pattern gives the
+    adapter something to learn that the loss can show.
+    """
+    import torch
+
+    from trainer.dataset import preprocess
+
+    real = preprocess.preprocess_rows
+
+    def with_pattern(pipe, rows, model_id, **kw):
+        out = real(pipe, rows, model_id, **kw)
+        for k, tr in enumerate(out):
+            T, D = tr["latents"].shape
+            t = torch.arange(T).float().unsqueeze(1)
+            tr["latents"] = 3.0 * torch.sin(0.2 * (k + 1) * t + torch.arange(D).float())
+        return out
+
+    monkeypatch.setattr(preprocess, "preprocess_rows", with_pattern)

@@ -33,7 +33,6 @@ KINDS = {
     "hub-restore": "trainer.cloud.sync:job_hub_restore",
     "space-watch": "trainer.cloud.space_watch:job_space_watch",
     "ab": "trainer.listen.generate:job_ab",
-    "sample": "trainer.listen.previews:job_sample",
 }
 
 
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                         traceback=traceback.format_exc(limit=20))
             status = "failed"
         events.emit("end", status=status, elapsed_s=round(time.time() - t0, 3),
-                    final_dir=str(job_dir / "final") if (job_dir / "final").is_dir() else None)
+                    final_dir=str(job_dir / "final") if (job_dir / "final").is_dir() else None, **ctx.end_fields)
     return 0 if status in ("completed", "stopped") else 1
 
 

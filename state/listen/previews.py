@@ -1,7 +1,7 @@
 """Training previews on disk: `samples/step-NNNNNN.wav` with a `step-NNNNNN.json` beside them.
 
-They are rendered by `sample` jobs (trainer/listen/previews.py) whose folders live in
-`samples/jobs/step-NNNNNN/`; this module only finds what has arrived.
+The training job renders them from the live transformer (trainer/listen/previews.py) and
+announces each with a `sample` event; this module only finds what has arrived.
 """
 from __future__ import annotations
 

@@ -21,10 +21,16 @@ MLP_PROJS = ("gate_proj", "up_proj", "down_proj")
 ATTN_BLOCKS = ("self_attn", "cross_attn")
 OPTIMIZERS = ("adamw_8bit", "adamw")
 SCHEDULERS = ("constant_with_warmup", "constant", "linear", "cosine")
-SAMPLINGS = ("logit_normal", "turbo_discrete")
+# logit_normal_max2: the release's own sampler (the larger of two logit-normal draws, ACESTEP.md §3);
+# logit_normal: one draw; turbo_discrete: the 8 turbo steps upstream's LoRA trainer samples.
+SAMPLINGS = ("logit_normal_max2", "logit_normal", "turbo_discrete")
+# diffusers attention dispatch backends that handle ACE-Step's sliding-window layers (flash needs flash-attn)
+ATTENTION_BACKENDS = ("native", "_native_efficient", "_native_cudnn", "flash")
 SAMPLE_PROMPT_FIELDS = ("caption", "lyrics", "bpm", "keyscale", "timesignature", "vocal_language")
-# Fields that fix the adapter's shape or what it adapts: on resume they come from the checkpoint.
+# Fields that fix the adapter's shape, what it adapts, or what the saved optimizer state means: a resume
+# refuses to change them (naming the field). Every other field may change at resume and applies.
 ADAPTER_FIELDS = ("model_id", "rank", "alpha", "target_modules", "target_blocks")
+FIXED_AT_RESUME = ADAPTER_FIELDS + ("optimizer", "val_share", "seed")
 _TOKEN_LIKE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 
 
@@ -38,7 +44,7 @@ class TrainConfig:
     model_id: str = "Runware/acestep-v15-base-diffusers"  # Hub id or local diffusers folder (state.model.catalog)
     manifest: str = ""            # dataset manifest (JSONL); `--manifest` overrides it
     device: str = "auto"          # auto | cpu | cuda | cuda:N | mps, optionally ":fp32" / ":bf16"
-    max_seconds: float = 600.0    # tracks are cut to this many seconds when preprocessed
+    max_seconds: float = 240.0    # tracks are cut to this many seconds when preprocessed (upstream trains <= 240 s)
     # -- the adapter (diffusers module names)
     rank: int = 64                # LoRA rank r
     alpha: float = 64.0           # LoRA alpha; the update is scaled by alpha / rank
@@ -52,25 +58,35 @@ class TrainConfig:
     scheduler: str = "constant_with_warmup"  # any of SCHEDULERS, via transformers.get_scheduler
     warmup_ratio: float = 0.03     # warmup steps = ceil(warmup_ratio * optimizer steps)
     max_grad_norm: float = 1.0     # clip the LoRA gradients' global norm (0 = no clipping)
-    epochs: int = 20               # passes over the dataset; ignored when max_steps > 0
-    max_steps: int = 0             # optimizer steps; > 0 overrides epochs
+    epochs: int = 0                # passes over the dataset (0 = the recipe: see recipe_steps); max_steps wins
+    max_steps: int = 0             # optimizer steps; > 0 overrides epochs and the recipe
     batch_size: int = 1            # tracks per micro-batch
     grad_accum: int = 1            # micro-batches per optimizer step
-    clip_seconds: float = 30.0     # random crop of each track's latents per step (0 = whole track)
+    clip_seconds: float = 0.0      # 0 = whole tracks (up to max_seconds); else a random crop of this length
     seed: int = 42
     gradient_checkpointing: bool = True  # trade compute for memory in the DiT blocks
     # -- the objective (ACESTEP.md §3)
-    timestep_sampling: str = "logit_normal"  # logit_normal (the model's own) | turbo_discrete (8 turbo steps)
+    timestep_sampling: str = "logit_normal_max2"  # any of SAMPLINGS; the default is the release's own
     timestep_mu: float | None = None     # None: the model config's timestep_mu, else -0.4
     timestep_sigma: float | None = None  # None: the model config's timestep_sigma, else 1.0
-    cond_dropout: float = 0.15     # share of samples whose condition is replaced by null_condition_emb
+    cond_dropout: float | None = None  # share of samples given null_condition_emb; None: 0.15, or 0 on turbo
     # -- checkpoints
     checkpoint_every: int = 200    # optimizer steps between checkpoints (0 = only on stop / save_now)
     keep_last: int = 3             # checkpoints kept on disk (the oldest are deleted)
     # -- stored with the adapter for inference only; not part of the loss
     shift: float = 3.0
-    # -- preview samples, rendered by separate `sample` jobs (trainer/listen/previews.py), never in this process
-    sample_every: int = 0          # optimizer steps between previews (0 = off; control/sample_now still works)
+    # -- validation (trainer/train/validation.py): fixed timesteps and noise, so it is comparable across steps
+    val_every: int = 100           # optimizer steps between validations (0 = off)
+    val_share: float = 0.1         # share of tracks held out when the dataset has >= 8 (else validate on training tracks)
+    val_timesteps: int = 8         # fixed timesteps, evenly spread over (0, 1)
+    val_max_tracks: int = 8        # validate on at most this many tracks (its cost grows with them)
+    early_stop_patience: int = 0   # stop after this many validations without a new best (0 = never)
+    ema_decay: float = 0.0         # EMA of the LoRA weights, exported as final/ema/ (0 = off; e.g. 0.999)
+    # -- speed
+    attention_backend: str = "native"  # any of ATTENTION_BACKENDS (diffusers attention dispatch)
+    compile: bool = False          # torch.compile the repeated transformer blocks (CUDA; slower first steps)
+    # -- preview samples, rendered in the training process from the live transformer (trainer/listen/previews.py)
+    sample_every: int = 500        # optimizer steps between previews, plus step 0 and the last (0 = off; sample_now works)
     sample_prompt: dict = field(default_factory=dict)  # SAMPLE_PROMPT_FIELDS subset; empty = the first track's labels
     sample_seed: int = 1234        # fixed seed: every preview starts from the same noise
     sample_seconds: float = 10.0   # preview length
@@ -137,7 +153,7 @@ class TrainConfig:
         _in_range("weight_decay", self.weight_decay, 0.0, 1.0)
         _in_range("warmup_ratio", self.warmup_ratio, 0.0, 0.5)
         _in_range("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
-        _at_least("epochs", self.epochs, 1)
+        _at_least("epochs", self.epochs, 0)
         _at_least("max_steps", self.max_steps, 0)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("grad_accum", self.grad_accum, 1)
@@ -150,7 +166,17 @@ class TrainConfig:
             _positive("timestep_sigma", self.timestep_sigma)
         if self.timestep_mu is not None:
             _in_range("timestep_mu", self.timestep_mu, -10.0, 10.0)
-        _in_range("cond_dropout", self.cond_dropout, 0.0, 1.0)
+        if self.cond_dropout is not None:
+            _in_range("cond_dropout", self.cond_dropout, 0.0, 1.0)
+        _at_least("val_every", self.val_every, 0)
+        _in_range("val_share", self.val_share, 0.0, 0.5)
+        _in_range("val_timesteps", self.val_timesteps, 1, 64)
+        _at_least("val_max_tracks", self.val_max_tracks, 1)
+        _at_least("early_stop_patience", self.early_stop_patience, 0)
+        if self.early_stop_patience and not self.val_every:
+            raise ConfigError("early_stop_patience needs validation: set val_every > 0 (or patience 0).")
+        _in_range("ema_decay", self.ema_decay, 0.0, 0.99999)
+        _choice("attention_backend", self.attention_backend, ATTENTION_BACKENDS)
         _at_least("checkpoint_every", self.checkpoint_every, 0)
         _at_least("keep_last", self.keep_last, 1)
         _positive("shift", self.shift)
@@ -179,20 +205,56 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Plan:
-    dataset_size: int
+    dataset_size: int       # tracks trained on (held-out validation tracks excluded)
     samples_per_step: int   # batch_size * grad_accum
-    steps_per_epoch: int
+    steps_per_epoch: int    # ceil(batches per epoch / grad_accum); a batch never spans two epochs
     total_steps: int
     warmup_steps: int
+    source: str             # "max_steps" | "epochs" | "recipe": where total_steps came from
+
+
+# The default schedule, in optimizer steps, grows with the dataset but slower than it: a handful of songs
+# needs hundreds of passes before the adapter changes the sound, a large set far fewer
+# (ACESTEP.md §4; how these numbers were chosen: bench/learns.py and the issue-13 note).
+RECIPE_STEPS_AT_5 = 2000     # optimizer steps (batch 1) for 5 tracks
+RECIPE_EXPONENT = 0.5        # steps scale with tracks ** exponent
+RECIPE_MIN, RECIPE_MAX = 1500, 12000
+
+
+def recipe_steps(tracks: int, samples_per_step: int = 1) -> int:
+    """Optimizer steps of the default recipe for `tracks` training tracks."""
+    steps = RECIPE_STEPS_AT_5 * (max(1, tracks) / 5) ** RECIPE_EXPONENT / max(1, samples_per_step) ** 0.5
+    return int(min(RECIPE_MAX, max(RECIPE_MIN, round(steps, -1))))
+
+
+def batches_per_epoch(cfg: TrainConfig, dataset_size: int) -> int:
+    return math.ceil(dataset_size / cfg.batch_size)
 
 
 def make_plan(cfg: TrainConfig, dataset_size: int) -> Plan:
     if dataset_size < 1:
         raise ConfigError("The dataset has no usable tracks: add audio (and captions) on the Dataset page.")
     per_step = cfg.batch_size * cfg.grad_accum
-    steps_per_epoch = math.ceil(dataset_size / per_step)
-    total = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
-    return Plan(dataset_size, per_step, steps_per_epoch, total, math.ceil(cfg.warmup_ratio * total))
+    steps_per_epoch = math.ceil(batches_per_epoch(cfg, dataset_size) / cfg.grad_accum)
+    if cfg.max_steps > 0:
+        total, source = cfg.max_steps, "max_steps"
+    elif cfg.epochs > 0:
+        total, source = cfg.epochs * steps_per_epoch, "epochs"
+    else:
+        total, source = recipe_steps(dataset_size, per_step), "recipe"
+    return Plan(dataset_size, per_step, steps_per_epoch, total, math.ceil(cfg.warmup_ratio * total), source)
+
+
+def validation_split(track_ids: list[str], cfg: TrainConfig) -> tuple[list[int], list[int], bool]:
+    """(train indices, validation indices, held_out). With >= 8 tracks, `val_share` of them (at least one)
+    are held out, chosen by a hash of their ids and the seed (stable across resumes and row order);
+    with fewer, validation runs on (up to val_max_tracks of) the training tracks themselves."""
+    n = len(track_ids)
+    order = sorted(range(n), key=lambda i: hashlib.sha256(f"{cfg.seed}:{track_ids[i]}".encode()).hexdigest())
+    if n >= 8 and cfg.val_share > 0:
+        k = min(cfg.val_max_tracks, max(1, round(n * cfg.val_share)))
+        return sorted(order[k:]), sorted(order[:k]), True
+    return list(range(n)), sorted(order[: cfg.val_max_tracks]), False
 
 
 # ---- checks ---------------------------------------------------------------------------------

@@ -6,13 +6,29 @@ import torch
 from trainer.train.objective import TURBO_TIMESTEPS, Objective, compute_loss, dit_forward, make_batch
 
 
-def test_logit_normal_and_turbo_timesteps():
+def test_release_sampler_single_draw_and_turbo_timesteps():
+    cpu = torch.device("cpu")
     torch.manual_seed(0)
-    t = Objective("logit_normal", -0.4, 1.0, 0.15).sample_t(200_000, torch.device("cpu"))
-    logit = torch.log(t / (1 - t))
+    t = Objective("logit_normal_max2", -0.4, 1.0, 0.15).sample_t(400_000, cpu)
+    # ACESTEP.md §3: the larger of two logit-normal draws gives mean t ~ 0.535 and P(t > 0.5) ~ 0.57
+    assert abs(t.mean().item() - 0.535) < 0.003 and abs((t > 0.5).float().mean().item() - 0.57) < 0.004
+    one = Objective("logit_normal", -0.4, 1.0, 0.15).sample_t(400_000, cpu)
+    logit = torch.log(one / (1 - one))
     assert abs(logit.mean().item() + 0.4) < 0.01 and abs(logit.std().item() - 1.0) < 0.01
-    t8 = Objective("turbo_discrete", -0.4, 1.0, 0.0).sample_t(1000, torch.device("cpu"))
+    assert abs(one.mean().item() - 0.418) < 0.003 and abs((one > 0.5).float().mean().item() - 0.34) < 0.004
+    t8 = Objective("turbo_discrete", -0.4, 1.0, 0.0).sample_t(1000, cpu)
     assert set(t8.tolist()) <= set(torch.tensor(TURBO_TIMESTEPS).tolist()) and len(set(t8.tolist())) == 8
+
+
+def test_condition_dropout_defaults_by_variant(tiny_pipe):
+    from state.train.config import TrainConfig
+
+    dit = tiny_pipe.transformer
+    assert Objective.for_model(TrainConfig(), dit).cond_dropout == 0.15
+    assert Objective.for_model(TrainConfig(cond_dropout=0.3), dit).cond_dropout == 0.3
+    dit.register_to_config(is_turbo=True)  # a turbo model is sampled without guidance: dropout buys nothing
+    assert Objective.for_model(TrainConfig(), dit).cond_dropout == 0.0
+    assert Objective.for_model(TrainConfig(model_id="x/acestep-v15-turbo-diffusers"), dit).cond_dropout == 0.0
 
 
 def _tracks(pipe, frames=(40, 26), tokens=(9, 6)):

@@ -178,7 +178,22 @@ def _cache_write(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> No
 
 # ---------------------------------------------------------------- per track and per dataset
 
-def track_latents(pipe, row: dict, model_id: str, max_seconds: float | None, warn=None) -> tuple[torch.Tensor, float]:
+def encoders_on(pipe, device: torch.device | str | None) -> None:
+    """Move the VAE, text encoder and condition encoder to `device` (None: leave them where they are).
+
+    Training loads the whole pipeline on the CPU and calls this only on a cache miss, so a warm cache
+    never puts an encoder on the GPU, and the DiT joins the GPU only after the encoders are freed.
+    """
+    if device is None:
+        return
+    for name in ("vae", "text_encoder", "condition_encoder"):
+        module = getattr(pipe, name, None)
+        if module is not None and module.device != torch.device(device):
+            module.to(device)
+
+
+def track_latents(pipe, row: dict, model_id: str, max_seconds: float | None, warn=None,
+                  device=None) -> tuple[torch.Tensor, float]:
     """Cached [T, C] latents and the clip's seconds; the VAE runs only on a cache miss."""
     from trainer.dataset.audio import load_audio
 
@@ -191,6 +206,7 @@ def track_latents(pipe, row: dict, model_id: str, max_seconds: float | None, war
         lat = hit[0]["latents"]
         if lat.dim() == 2 and lat.shape[1] == pipe.transformer.config.audio_acoustic_hidden_dim:
             return lat.float(), lat.shape[0] / pipe.latents_per_second
+    encoders_on(pipe, device)
     loaded = load_audio(audio_path, max_seconds=max_seconds, target_sr=pipe.sample_rate)
     for note in loaded.notes:
         if warn:
@@ -201,7 +217,8 @@ def track_latents(pipe, row: dict, model_id: str, max_seconds: float | None, war
     return lat, lat.shape[0] / pipe.latents_per_second
 
 
-def track_conditioning(pipe, row: dict, seconds: float, model_id: str, warn=None) -> dict[str, torch.Tensor]:
+def track_conditioning(pipe, row: dict, seconds: float, model_id: str, warn=None,
+                       device=None) -> dict[str, torch.Tensor]:
     required = ("encoder_hidden_states", "encoder_attention_mask")
     path = _cache_path("cond", cond_key(row, seconds, model_id))
     hit = _cache_read(path, required)
@@ -209,13 +226,14 @@ def track_conditioning(pipe, row: dict, seconds: float, model_id: str, warn=None
         warn(f"Cache file {path.name} for track {row.get('id')} was unreadable; rebuilding it.")
     if hit is not None:
         return {k: hit[0][k] for k in required}
+    encoders_on(pipe, device)
     cond = encode_conditioning(pipe, row, seconds)
     _cache_write(path, cond, {"id": row.get("id"), "model": model_id, "version": PREPROCESS_VERSION})
     return cond
 
 
-def preprocess_rows(pipe, rows: list[dict], model_id: str, ctx=None, max_seconds: float = 600.0,
-                    clip_seconds: float = 0.0) -> list[dict]:
+def preprocess_rows(pipe, rows: list[dict], model_id: str, ctx=None, max_seconds: float = 240.0,
+                    clip_seconds: float = 0.0, device=None) -> list[dict]:
     """One dict of CPU tensors per row (see the module docstring), in row order.
 
     With `clip_seconds` > 0 (training on random crops), the prompt's "duration" is the crop's length,
@@ -224,6 +242,7 @@ def preprocess_rows(pipe, rows: list[dict], model_id: str, ctx=None, max_seconds
 
     Emits `phase` events (name "preprocess") and turns audio notes and cache rebuilds into
     `warning` events. A stop request between tracks raises StopNow, so run.py ends the job as stopped.
+    `device`: where the encoders run on a cache miss (see encoders_on); returned tensors are on the CPU.
     """
     from trainer.job import StopNow
 
@@ -237,9 +256,9 @@ def preprocess_rows(pipe, rows: list[dict], model_id: str, ctx=None, max_seconds
     for i, row in enumerate(rows):
         if ctx is not None and ctx.stop_requested():
             raise StopNow(f"stop requested after preprocessing {i} of {total} tracks")
-        lat, seconds = track_latents(pipe, row, model_id, max_seconds, warn)
+        lat, seconds = track_latents(pipe, row, model_id, max_seconds, warn, device)
         prompt_seconds = min(seconds, clip_seconds) if clip_seconds > 0 else seconds
-        cond = track_conditioning(pipe, row, prompt_seconds, model_id, warn)
+        cond = track_conditioning(pipe, row, prompt_seconds, model_id, warn, device)
         out.append({"id": row.get("id"), "latents": lat, **cond,
                     "context_latents": context_latents(pipe, lat.shape[0]),
                     "seconds": seconds, "frames": int(lat.shape[0])})
@@ -250,10 +269,10 @@ def preprocess_rows(pipe, rows: list[dict], model_id: str, ctx=None, max_seconds
 
 
 def free_encoders(pipe, keep_condition_encoder: bool = True) -> None:
-    """Drop the VAE and text encoder before training; their outputs are cached.
+    """Drop the encoders before training; their outputs are cached.
 
-    The condition encoder stays by default: training needs its `null_condition_emb` for condition
-    dropout, and samples need it to encode prompts.
+    Training keeps only a copy of `null_condition_emb` (condition dropout, guidance in previews), so it
+    frees the condition encoder too (`keep_condition_encoder=False`).
     """
     names = ["vae", "text_encoder"] + ([] if keep_condition_encoder else ["condition_encoder"])
     for name in names:
@@ -300,10 +319,13 @@ def job_preprocess(ctx, args) -> str:
     if not model_id:
         raise ValueError("No model_id given: choose a model on the Models page first.")
     device, dtype = pick_device_dtype(ctx.params.get("device"))
-    ctx.phase("load", 0, 1)
-    pipe = load_pipeline(model_id, device=device, dtype=dtype)
-    ctx.phase("load", 1, 1)
-    items = preprocess_rows(pipe, rows, model_id, ctx=ctx, max_seconds=float(ctx.params.get("max_seconds", 600.0)))
+    with ctx.gpu_lease(device):
+        ctx.phase("load", 0, 1)
+        pipe = load_pipeline(model_id, device="cpu", dtype=dtype)  # the DiT is not needed: it stays on the CPU
+        ctx.phase("load", 1, 1)
+        items = preprocess_rows(pipe, rows, model_id, ctx=ctx, device=device,
+                                max_seconds=float(ctx.params.get("max_seconds", 240.0)))
+        del pipe
     ctx.emit("preprocessed", tracks=len(items), seconds=round(sum(i["seconds"] for i in items), 1),
              frames=sum(i["frames"] for i in items))
     return "completed"

@@ -120,6 +120,47 @@ def render(pipe, prompt: dict, latents: torch.Tensor, steps: int, shift: float, 
     return out.audios[0].float().cpu().numpy()  # (2, samples)
 
 
+@torch.no_grad()
+def denoise(transformer, scheduler, cond: torch.Tensor, context: torch.Tensor, latents: torch.Tensor, steps: int,
+            shift: float, guidance: float, null: torch.Tensor | None = None, on_step=None) -> torch.Tensor:
+    """AceStepPipeline's text2music denoising loop on conditioning that is already encoded.
+
+    Training previews use it: by then the text and condition encoders are freed and only their
+    outputs remain, so the pipeline's own __call__ (which re-encodes the prompt) cannot run. Same
+    schedule (`shift * t / (1 + (shift - 1) * t)`), same scheduler steps, same APG guidance against
+    `null` (the learned null condition) from diffusers' guider; tests/listen/test_previews.py checks
+    it equals the pipeline's latents exactly. Shapes: cond (1, L, H), context (1, T, 2C), latents (1, T, C).
+    """
+    from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer, normalized_guidance
+
+    batch, device, dtype = latents.shape[0], latents.device, latents.dtype
+    do_cfg = guidance > 1.0 and null is not None
+    t = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=torch.float32)
+    if shift != 1.0:
+        t = shift * t / (1 + (shift - 1) * t)
+    scheduler.set_timesteps(sigmas=t[:-1].tolist(), device=device)
+    momentum = MomentumBuffer(momentum=-0.75) if do_cfg else None
+    xt = latents
+    for i, ts in enumerate(scheduler.timesteps):
+        tt = float(ts) * torch.ones((batch,), device=device, dtype=dtype)
+        if do_cfg:  # (cond, null) stacked on the batch: one DiT call, as the pipeline does
+            out = transformer(hidden_states=torch.cat([xt, xt]), timestep=torch.cat([tt, tt]),
+                              timestep_r=torch.cat([tt, tt]),
+                              encoder_hidden_states=torch.cat([cond, null.to(cond.dtype).expand_as(cond)]),
+                              context_latents=torch.cat([context, context]), return_dict=False)[0]
+            v_cond, v_null = out.chunk(2, dim=0)
+            vt = normalized_guidance(pred_cond=v_cond, pred_uncond=v_null, guidance_scale=guidance - 1.0,
+                                     momentum_buffer=momentum, eta=0.0, norm_threshold=2.5,
+                                     use_original_formulation=True, norm_dim=(1,))
+        else:
+            vt = transformer(hidden_states=xt, timestep=tt, timestep_r=tt, encoder_hidden_states=cond,
+                             context_latents=context, return_dict=False)[0]
+        xt = scheduler.step(vt, ts, xt, return_dict=False)[0]
+        if on_step is not None:
+            on_step(i)
+    return xt
+
+
 def _timesig(v) -> str | None:
     """The pipeline wants the numerator ("4"); labels may say "4/4"."""
     return str(v).split("/")[0].strip() if v not in (None, "") else None
@@ -157,7 +198,7 @@ class Progress:
 def job_ab(ctx, args) -> str:
     """Render every output of the request in params.json, loudness-match, write WAVs and meta.json."""
     from trainer.listen.loudness import match
-    from trainer.model.load import load_pipeline, pick_device_dtype
+    from trainer.model.load import pick_device_dtype
 
     comp = Path(ctx.job_dir)
     req = ab.ABRequest.from_dict(ctx.params)
@@ -167,6 +208,32 @@ def job_ab(ctx, args) -> str:
         raise ab.ABError(f"{comp.parent.parent} has no config.json naming its base model.")
     plan = ab.plan_outputs(req)
     device, dtype = pick_device_dtype(None if req.device == "auto" else req.device)
+    with ctx.gpu_lease(device):  # never beside a training run's model on the same GPU
+        audios, sample_rate = _render_all(ctx, req, plan, model_id, device, dtype)
+
+    matched, report = match(audios, sample_rate)
+    outputs = []
+    for o, audio, k in zip(plan, matched, range(len(plan))):
+        path = ab.output_path(comp, o["key"])
+        write_wav(path, audio, sample_rate)
+        outputs.append({**o, "file": path.name, "seconds": audio.shape[-1] / sample_rate,
+                        "loudness": report.loudness_after[k], "gain_db": report.gain_db[k],
+                        "true_peak_dbtp": report.true_peak_after_dbtp[k]})
+    write_json(comp / ab.META_FILE, {
+        "comparison": comp.name, "run_id": comp.parent.parent.name, "created_at": time.time(),
+        "request": req.to_dict(), "model_id": model_id, "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""), "sample_rate": sample_rate, "outputs": outputs,
+        "loudness": report.to_dict(), "blind": ab.assign_blind([o["key"] for o in outputs]),
+    })
+    ctx.emit("result", comparison=comp.name, files=[o["file"] for o in outputs], loudness=report.to_dict())
+    return "completed"
+
+
+def _render_all(ctx, req, plan: list[dict], model_id: str, device, dtype) -> tuple[list, int]:
+    """Every output of the comparison, rendered from one seeded noise: (audios, sample rate). The
+    pipeline dies with this call, before the GPU lease is given back."""
+    from trainer.model.load import load_pipeline
+
     ctx.phase("load", 0, 1)
     pipe = load_pipeline(model_id, device=device, dtype=dtype)
     names = {}
@@ -182,20 +249,4 @@ def job_ab(ctx, args) -> str:
         use_adapter(pipe, names.get(o["source"]), o["scale"])
         audios.append(render(pipe, req.prompt, latents, req.steps, req.shift, req.guidance, progress.step))
     use_adapter(pipe, None)
-
-    matched, report = match(audios, pipe.sample_rate)
-    outputs = []
-    for o, audio, k in zip(plan, matched, range(len(plan))):
-        path = ab.output_path(comp, o["key"])
-        write_wav(path, audio, pipe.sample_rate)
-        outputs.append({**o, "file": path.name, "seconds": audio.shape[-1] / pipe.sample_rate,
-                        "loudness": report.loudness_after[k], "gain_db": report.gain_db[k],
-                        "true_peak_dbtp": report.true_peak_after_dbtp[k]})
-    write_json(comp / ab.META_FILE, {
-        "comparison": comp.name, "run_id": comp.parent.parent.name, "created_at": time.time(),
-        "request": req.to_dict(), "model_id": model_id, "device": str(device),
-        "dtype": str(dtype).replace("torch.", ""), "sample_rate": pipe.sample_rate, "outputs": outputs,
-        "loudness": report.to_dict(), "blind": ab.assign_blind([o["key"] for o in outputs]),
-    })
-    ctx.emit("result", comparison=comp.name, files=[o["file"] for o in outputs], loudness=report.to_dict())
-    return "completed"
+    return audios, pipe.sample_rate

@@ -1,142 +1,142 @@
-"""Preview samples during training, rendered outside the training process (the `sample` job kind).
+"""Training previews, rendered inside the training process from the live transformer.
 
-ACESTEP.md §4: loading an adapter for inference inside the training process gave garbled audio, so
-the training loop never generates. When a preview is due (a step-0 baseline, every `sample_every`
-steps, or `control/sample_now`), `Sampler.maybe` does only cheap work in the loop: it writes the
-current LoRA tensors (a few MB, plus the run config they need) into
-`samples/jobs/step-NNNNNN/` and launches a detached `sample` job there. That job loads the base
-model in its own process, attaches the snapshot, renders the fixed prompt from the fixed seed,
-loudness-normalises it (so previews across steps compare by content, not level), writes
-`samples/step-NNNNNN.wav` + `.json`, and appends a `sample` event (step, path) to the run's events.
+Why in-process: a separate render job would load a second copy of the DiT next to training on the
+same GPU, which is what used to kill runs on small GPUs (DESIGN.md "One GPU, many jobs"). Here the
+preview uses the transformer being trained, as trained (LoRA on, eval mode so LoRA dropout is off,
+no_grad), the preview prompt's conditioning encoded once before the encoders were freed, and the
+VAE (kept on the CPU between previews, on the GPU only while it decodes). Nothing is loaded into the
+model, so ACESTEP.md §4's "an adapter loaded right after training in the same process gave garbled
+audio" does not arise. Afterwards the transformer goes back to train mode and every RNG state is
+restored, so a run with previews trains exactly the adapter a run without them trains.
 
-Sample jobs run one at a time: each waits (`--after`) for the previous one, so a slow render
-never stacks up pipelines in memory. On a GPU a preview still needs room for a second copy of the
-base model next to training; sampling is opt-in for that reason. Before the run writes its `end`
-event the trainer waits for pending previews (or, when stopping, tells them to stop), so every
-`sample` event lands before `end` and the run's status stays readable.
+Due: a step-0 baseline and every `sample_every` steps when that is > 0, the last step, and whenever
+`control/sample_now` is set. Each preview writes `samples/step-NNNNNN.wav` (loudness-normalised, so
+previews across steps compare by content, not level) with a `.json` beside it, and a `sample` event.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from state import events as ev
-from state import jobs
+import torch
+
 from state.fsutil import write_json
 from state.listen import ab
 
-JOBS = "jobs"
-POLL_S = 0.2
-STOP_WAIT_S = 30.0
 
+class Previews:
+    """The training loop's side of previews: `prepare` once, then one-line `maybe(step)` calls."""
 
-class Sampler:
-    """The training loop's side of previews: one-line calls `maybe(step)` and `finish(step)`."""
-
-    def __init__(self, ctx, cfg, transformer):
-        self.ctx, self.cfg, self.transformer = ctx, cfg, transformer
+    def __init__(self, ctx, cfg, precision):
+        self.ctx, self.cfg, self.precision = ctx, cfg, precision
         self.run_dir = Path(ctx.job_dir)
-        self.pending: list[Path] = []
+        self.ready = False
         self.last_step: int | None = None
 
-    def maybe(self, step: int) -> None:
-        """Sample at step 0 (the baseline), every `sample_every` steps, and whenever sample_now is set."""
-        due = self.cfg.sample_every > 0 and step % self.cfg.sample_every == 0
-        if self.ctx.take_flag("sample_now") or due:
-            self.launch(step)
+    @property
+    def periodic(self) -> bool:
+        return self.cfg.sample_every > 0
 
-    def launch(self, step: int) -> Path | None:
+    # ---- before the encoders are freed ---------------------------------------------------------
+
+    def prepare(self, pipe, model_id: str, device=None) -> None:
+        """Encode the preview prompt (cached like training conditioning; the encoders run on `device` on a
+        miss) and keep what rendering needs: the null condition, the context latents, a scheduler, and the
+        VAE, which moves to the CPU and leaves the pipeline (so freeing the encoders does not free it)."""
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        from state.model.catalog import info_for
+        from trainer.dataset.preprocess import context_latents, track_conditioning
+
+        self.request = preview_request(self.run_dir, self.cfg)
+        seconds = self.request["prompt"]["duration"]
+        cond = track_conditioning(pipe, {"id": "preview", **self.request["prompt"]}, seconds, model_id, device=device)
+        mask = cond["encoder_attention_mask"].bool()
+        self.cond = cond["encoder_hidden_states"][mask].unsqueeze(0)             # (1, L, H): real tokens only
+        self.null = pipe.condition_encoder.null_condition_emb.detach().float().cpu().clone()  # (1, 1, H)
+        self.frames = int(round(seconds * pipe.latents_per_second))
+        self.context = context_latents(pipe, self.frames).unsqueeze(0)          # (1, T, 2C)
+        self.dim = pipe.transformer.config.audio_acoustic_hidden_dim
+        self.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+        self.vae = pipe.vae.to("cpu")
+        pipe.vae = None
+        self.sample_rate = pipe.sample_rate
+        turbo = bool(pipe.transformer.config.get("is_turbo")) or info_for(model_id).variant == "turbo"
+        self.guidance = 1.0 if turbo else float(self.request["guidance"])
+        self.ready = True
+
+    # ---- in the loop ---------------------------------------------------------------------------
+
+    def maybe(self, step: int, transformer, final: bool = False) -> None:
+        asked = self.ctx.take_flag("sample_now")
+        due = self.periodic and (step % self.cfg.sample_every == 0 or final)
+        if self.ready and (asked or due) and step != self.last_step:
+            self.render(step, transformer)
+
+    def render(self, step: int, transformer) -> Path:
+        from trainer.listen.generate import denoise, write_wav
+        from trainer.listen.loudness import match
+
+        t0 = time.time()
+        req = self.request
+        self.ctx.phase("sample", 0, req["steps"], step=step)
+        device, dtype = next(transformer.parameters()).device, self.precision.base
+        rng = _rng_state(device)
+        was_training = transformer.training
+        transformer.eval()
+        try:
+            g = torch.Generator("cpu").manual_seed(int(req["seed"]))  # the same noise for every preview
+            noise = torch.randn((1, self.frames, self.dim), generator=g, dtype=torch.float32)
+            with self.precision.autocast():
+                latents = denoise(transformer, self.scheduler, self.cond.to(device, dtype),
+                                  self.context.to(device, dtype), noise.to(device, dtype), req["steps"],
+                                  req["shift"], self.guidance, self.null.to(device, dtype),
+                                  on_step=lambda i: self.ctx.phase("sample", i + 1, req["steps"], step=step))
+            audio = self._decode(latents, device)
+        finally:
+            transformer.train(was_training)
+            _set_rng_state(rng, device)
+        [audio], report = match([audio], self.sample_rate)
         wav = ab.samples_dir(self.run_dir) / f"step-{step:06d}.wav"
-        if step == self.last_step or wav.is_file():
-            return None  # already rendered (sample_now and a periodic sample coincided, or a resume)
-        from safetensors.torch import save_file
-
-        from trainer.train.adapter import adapter_state
-        from trainer.train.checkpoint import ADAPTER_FILE
-
-        job = ab.samples_dir(self.run_dir) / JOBS / f"step-{step:06d}"
-        job.mkdir(parents=True, exist_ok=True)
-        if step > 0:  # at step 0 LoRA B is zero: the adapter is the base, so the baseline renders without one
-            save_file(adapter_state(self.transformer), str(job / ADAPTER_FILE), metadata={"format": "pt"})
-            write_json(job / "meta.json", {"step": step, "config": self.cfg.to_dict()})
-        write_json(job / "params.json", preview_params(self.run_dir, self.cfg, step))
-        self.pending = [p for p in self.pending if jobs.status(p).active]
-        after = ["--after", self.pending[-1].name] if self.pending else []
-        jobs.launch(job, "sample", after)
-        self.pending.append(job)
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(wav, audio, self.sample_rate)
+        write_json(wav.with_suffix(".json"), {**req, "step": step, "file": wav.name, "loudness": report.to_dict(),
+                                              "sample_rate": self.sample_rate, "guidance": self.guidance,
+                                              "render_s": round(time.time() - t0, 2), "created_at": time.time()})
+        self.ctx.emit("sample", step=step, path=str(wav))
         self.last_step = step
-        return job
+        return wav
 
-    def finish(self, step: int, stopping: bool = False) -> None:
-        """Before the run ends: render the last step if sampling is on, then wait for every pending preview.
-
-        When stopping, pending previews are asked to stop instead (a stop should be quick); their
-        audio is lost, the checkpoint is not.
-        """
-        if not stopping and self.cfg.sample_every > 0:
-            self.launch(step)
-        if stopping:
-            for job in self.pending:
-                jobs.request(job, "stop")
-        total = len(self.pending)
-        deadline = time.time() + STOP_WAIT_S
-        while self.pending:
-            self.pending = [p for p in self.pending if jobs.status(p).active]
-            if not stopping:
-                self.ctx.phase("sample", total - len(self.pending), total)
-                if self.ctx.stop_requested():
-                    return self.finish(step, stopping=True)
-            elif time.time() > deadline:
-                for job in self.pending:
-                    jobs.kill(job)
-                return
-            time.sleep(POLL_S)
+    @torch.no_grad()
+    def _decode(self, latents: torch.Tensor, device: torch.device):
+        """VAE decode on the training device, then the VAE goes back to the CPU: (2, samples) float32."""
+        self.vae.to(device)
+        try:
+            audio = self.vae.decode(latents.transpose(1, 2).to(self.vae.dtype)).sample  # (1, 2, samples)
+        finally:
+            self.vae.to("cpu")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        return audio[0].float().cpu().numpy()
 
 
-def preview_params(run_dir: Path, cfg, step: int) -> dict:
-    """The fixed preview request: the config's prompt, else the first training track's labels."""
+def preview_request(run_dir: Path, cfg) -> dict:
+    """The fixed preview: the config's prompt, else the first training track's labels."""
     tracks = ab.dataset_tracks(run_dir)
     prompt = dict(cfg.sample_prompt) or (ab.prompt_from_track(tracks[0]) if tracks else {})
     prompt["caption"] = prompt.get("caption") or "instrumental music"
     prompt["duration"] = float(cfg.sample_seconds)
     d = ab.default_settings(run_dir)
-    return {"step": step, "prompt": prompt, "seed": cfg.sample_seed, "steps": cfg.sample_steps or d["steps"],
-            "shift": cfg.shift, "guidance": d["guidance"], "device": cfg.device, "model_id": cfg.model_id}
+    return {"prompt": prompt, "seed": cfg.sample_seed, "steps": cfg.sample_steps or d["steps"],
+            "shift": cfg.shift, "guidance": d["guidance"], "model_id": cfg.model_id}
 
 
-def job_sample(ctx, args) -> str:
-    """Render one training preview (params.json from Sampler.launch) and report it to the run."""
-    from trainer.listen.generate import Progress, initial_noise, load_adapter, render, use_adapter, write_wav
-    from trainer.listen.loudness import match
-    from trainer.model.load import load_pipeline, pick_device_dtype
-    from trainer.train.checkpoint import ADAPTER_FILE
-
-    job = Path(ctx.job_dir)
-    run_dir = job.parent.parent.parent  # <run>/samples/jobs/step-NNNNNN
-    p = ctx.params
-    if args.after and not ctx.wait_for(job.parent / args.after, POLL_S):
-        return "stopped"
-    device, dtype = pick_device_dtype(None if p["device"] == "auto" else p["device"])
-    ctx.phase("load", 0, 1)
-    pipe = load_pipeline(p["model_id"], device=device, dtype=dtype)
-    if (job / ADAPTER_FILE).is_file():
-        load_adapter(pipe, job, "preview")
-        use_adapter(pipe, "preview", 1.0)
-    ctx.phase("load", 1, 1)
-    latents = initial_noise(pipe, p["seed"], p["prompt"]["duration"])
-    audio = render(pipe, p["prompt"], latents, p["steps"], p["shift"], p["guidance"],
-                   Progress(ctx, p["steps"], "sample").step)
-    [audio], report = match([audio], pipe.sample_rate)
-    wav = ab.samples_dir(run_dir) / f"step-{p['step']:06d}.wav"
-    write_wav(wav, audio, pipe.sample_rate)
-    write_json(wav.with_suffix(".json"), {**p, "file": wav.name, "loudness": report.to_dict(),
-                                          "sample_rate": pipe.sample_rate, "created_at": time.time()})
-    (job / ADAPTER_FILE).unlink(missing_ok=True)  # the snapshot existed only for this render
-    if not run_ended(run_dir):  # after the run's `end`, an event would make the run look alive again
-        ev.append_event(run_dir, "sample", step=p["step"], path=str(wav))
-    return "completed"
+def _rng_state(device: torch.device) -> dict:
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
-def run_ended(run_dir: Path) -> bool:
-    last = ev.last_event(Path(run_dir) / ev.EVENTS_FILE, types=("start", "end"), whole_file=True)
-    return bool(last and last.get("type") == "end")
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if state["cuda"] is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -31,9 +31,10 @@ def _mps_available() -> bool:
 def pick_device_dtype(override: str | None = None) -> tuple[torch.device, torch.dtype]:
     """The device and the dtype for the frozen base weights.
 
-    CUDA: bf16 when the GPU supports it (halves memory, same range as fp32), else fp16. LoRA
-    weights are kept fp32 by the trainer regardless. MPS: fp32, because fp16 overflows in the
-    VAE/attention on long inputs and MPS bf16 support depends on the macOS version. CPU: fp32.
+    CUDA: bf16 when the GPU supports it (halves memory, same range as fp32), else fp16, which the
+    trainer pairs with loss scaling (trainer/train/precision.py). LoRA weights stay fp32 regardless. MPS: fp32, because fp16 overflows in the
+    VAE/attention on long inputs and MPS bf16 support depends on the macOS version. CPU: fp32
+    (an explicit "cpu:fp16" runs the fp16 + loss-scaling path on the CPU, which is how it is tested).
 
     `override` is "cpu" | "cuda" | "cuda:1" | "mps", optionally with ":fp32|fp16|bf16"
     (e.g. "cuda:fp16", "cuda:1:bf16", "fp32").
@@ -64,8 +65,6 @@ def pick_device_dtype(override: str | None = None) -> tuple[torch.device, torch.
             dtype_part = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         else:
             dtype_part = torch.float32
-    if device.type == "cpu" and dtype_part == torch.float16:
-        raise ValueError("fp16 on CPU is unsupported for most ops here; use fp32 (or bf16) on CPU.")
     return device, dtype_part
 
 

@@ -32,23 +32,36 @@ META_FILE = "training_meta.json"
 
 
 def export_final(job_dir: Path, transformer, cfg: TrainConfig, steps: int, dataset_size: int,
-                 model_dir: str | None = None) -> Path:
-    """Write final/ atomically (temp folder, then rename over any previous export)."""
-    from diffusers import AceStepPipeline
+                 model_dir: str | None = None, extra_meta: dict | None = None,
+                 ema_tensors: dict | None = None) -> Path:
+    """Write final/ atomically (temp folder, then rename over any previous export).
 
+    `extra_meta` goes into training_meta.json (e.g. a stop's `exported_at_step` / `total_steps`);
+    `ema_tensors`, when the run kept an EMA of the LoRA weights, become a second adapter in final/ema/.
+    """
     final = Path(job_dir) / "final"
     with staged_dir(final, prefix=".final-") as tmp:
         tensors = adapter_state(transformer)
         # dropout is a training-time setting; diffusers' load_lora_weights leaves the new LoRA dropout
         # modules in training mode, so a non-zero value here would make inference random
         lora_meta = {**_jsonable(transformer.peft_config["default"].to_dict()), "lora_dropout": 0.0}
-        AceStepPipeline.save_lora_weights(tmp, transformer_lora_layers=tensors,
-                                          transformer_lora_adapter_metadata=lora_meta)
-        _write_original(tmp, tensors, cfg, lora_meta)
-        meta = training_meta(cfg, steps, dataset_size, len(tensors), model_dir)
-        write_json(tmp / META_FILE, meta)
-        atomic_write_text(tmp / "README.md", model_card(meta))
+        meta = {**training_meta(cfg, steps, dataset_size, len(tensors), model_dir), **(extra_meta or {})}
+        _write_adapter(tmp, tensors, cfg, lora_meta, meta)
+        if ema_tensors is not None:
+            (tmp / "ema").mkdir()
+            _write_adapter(tmp / "ema", ema_tensors, cfg, lora_meta, {**meta, "ema_decay": cfg.ema_decay})
     return final
+
+
+def _write_adapter(dest: Path, tensors: dict, cfg: TrainConfig, lora_meta: dict, meta: dict) -> None:
+    """One adapter folder: both formats, training_meta.json and the model card."""
+    from diffusers import AceStepPipeline
+
+    AceStepPipeline.save_lora_weights(dest, transformer_lora_layers=tensors,
+                                      transformer_lora_adapter_metadata=lora_meta)
+    _write_original(dest, tensors, cfg, lora_meta)
+    write_json(dest / META_FILE, meta)
+    atomic_write_text(dest / "README.md", model_card(meta))
 
 
 def _write_original(dest: Path, tensors: dict, cfg: TrainConfig, lora_meta: dict) -> None:

@@ -9,17 +9,15 @@ From the dashboard the run folder already holds config.json. Headless, from any 
     --after OTHER_RUN_ID                                  wait until lora_output/OTHER_RUN_ID has ended
 
 The config is validated before anything loads and written (resolved) to <job-dir>/config.json.
-Progress goes to <job-dir>/events.jsonl; `control/stop` (or SIGTERM) finishes the current step,
-saves a checkpoint and ends the run as stopped; `control/save_now` saves without stopping.
-Reads top to bottom: setup, then one loop; side concerns are one-line calls.
+Progress goes to <job-dir>/events.jsonl; `control/stop` (or one SIGTERM/Ctrl-C) finishes the current
+step, saves a checkpoint, exports final/ and ends the run as stopped; `control/save_now` saves without
+stopping. Reads top to bottom: setup, then one loop; side concerns are one-line calls.
 """
 from __future__ import annotations
 
 import json
 import math
 import random
-from contextlib import nullcontext
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +25,30 @@ import torch
 
 from state import jobs, paths
 from state.fsutil import atomic_write_text, write_json
-from state.train.config import ADAPTER_FIELDS, ConfigError, TrainConfig, make_plan
-from trainer.listen.previews import Sampler
-from trainer.train.adapter import AdapterMismatch, add_lora
-from trainer.train.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint, read_meta, save_checkpoint
+from state.train.config import FIXED_AT_RESUME, ConfigError, TrainConfig, make_plan, validation_split
+from trainer.job import StopNow
+from trainer.listen.previews import Previews
+from trainer.train.adapter import AdapterMismatch, adapter_state, add_lora
+from trainer.train.batches import BatchOrder
+from trainer.train.checkpoint import (
+    find_checkpoint,
+    fork_at,
+    list_checkpoints,
+    load_checkpoint,
+    mark_best,
+    read_meta,
+    remove_stale_temps,
+    save_checkpoint,
+    step_of,
+)
 from trainer.train.export import export_final
 from trainer.train.meter import StepMeter
 from trainer.train.objective import Objective, compute_loss, make_batch
+from trainer.train.precision import Precision
+from trainer.train.validation import Validator
 
 QUEUE_POLL_S = 0.5
+MAX_SKIPPED_IN_A_ROW = 25  # fp16 steps the loss scaler may skip in a row before the run is called diverged
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -50,100 +63,162 @@ def job_train(ctx, args) -> str:
 
 
 def train(ctx, cfg: TrainConfig, ckpt: Path | None) -> str:
+    from trainer.model.load import pick_device_dtype
+
+    device, dtype = pick_device_dtype(None if cfg.device == "auto" else cfg.device)
+    precision = Precision.for_device(device, dtype)
+    removed = remove_stale_temps(ctx.job_dir)
+    if removed:
+        ctx.emit("warning", message=f"Removed {len(removed)} half-written checkpoint folder(s) left by an "
+                 f"interrupted save: {', '.join(removed)}.")
+    rows = dataset_rows(ctx.job_dir, cfg, resuming=ckpt is not None)
+    with ctx.gpu_lease(device):  # preprocessing, training and previews all use the GPU
+        return _train(ctx, cfg, ckpt, rows, device, precision)
+
+
+def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, precision: Precision) -> str:
     from transformers import get_scheduler
 
     from trainer.dataset.preprocess import free_encoders, preprocess_rows
-    from trainer.model.load import load_pipeline, pick_device_dtype, resolve_model_dir
+    from trainer.model.load import load_pipeline, resolve_model_dir
 
-    # -- data and model -------------------------------------------------------------------------
-    device, dtype = pick_device_dtype(None if cfg.device == "auto" else cfg.device)
-    rows = dataset_rows(ctx.job_dir, cfg, resuming=ckpt is not None)
+    # -- data and model: the encoders work first (on the GPU only for cache misses), then leave -----
     ctx.phase("load", 0, 1)
-    pipe = load_pipeline(cfg.model_id, device=device, dtype=dtype)
+    pipe = load_pipeline(cfg.model_id, device="cpu", dtype=precision.base)
     ctx.phase("load", 1, 1)
-    tracks = preprocess_rows(pipe, rows, cfg.model_id, ctx=ctx, max_seconds=cfg.max_seconds,
-                             clip_seconds=cfg.clip_seconds)
-    null_emb = pipe.condition_encoder.null_condition_emb.detach().to(device)  # (1, 1, H): dropout's "no condition"
+    every = preprocess_rows(pipe, rows, cfg.model_id, ctx=ctx, max_seconds=cfg.max_seconds,
+                            clip_seconds=cfg.clip_seconds, device=device)
+    previews = Previews(ctx, cfg, precision)
+    previews.prepare(pipe, cfg.model_id, device)
+    null_emb = pipe.condition_encoder.null_condition_emb.detach().clone().to(device)  # (1, 1, H): "no condition"
     clip_frames = round(cfg.clip_seconds * pipe.latents_per_second)
-    free_encoders(pipe)  # VAE and text encoder are done: their outputs are in `tracks`
-    transformer = pipe.transformer
+    free_encoders(pipe, keep_condition_encoder=False)  # training needs only their cached outputs and null_emb
+    transformer = pipe.transformer.to(device)
+    train_idx, val_idx, held_out = validation_split([str(t["id"] or i) for i, t in enumerate(every)], cfg)
+    tracks = pinned([every[i] for i in train_idx], device)
     seed_everything(cfg.seed)
     params = add_lora(transformer, cfg)
-    if cfg.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
+    speed_setup(ctx, transformer, cfg, device)
     transformer.train()
     obj = Objective.for_model(cfg, transformer)
     plan = make_plan(cfg, len(tracks))
+    order = BatchOrder(cfg.seed, [t["frames"] for t in tracks], cfg.batch_size, cfg.grad_accum,
+                       bucket=clip_frames == 0)
+    validator = Validator(cfg, [every[i] for i in val_idx], clip_frames, held_out, precision, device)
+    ema = make_ema(params, cfg)
 
     # -- optimizer, schedule, resume ------------------------------------------------------------
-    optimizer = make_optimizer(params, cfg)
+    optimizer = make_optimizer(ctx, params, cfg, device)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=plan.warmup_steps,
                               num_training_steps=plan.total_steps)
     step = 0
     if ckpt is not None:
-        restored = load_checkpoint(ckpt, transformer, optimizer, scheduler, cfg.model_id)
-        step = restored["step"]
-        ctx.emit("resumed", step=step, epoch=restored["epoch"], checkpoint=str(ckpt),
-                 adapter_tensors=restored["adapter_tensors_loaded"])
-    ctx.emit("start", config=cfg.to_dict(), device=str(device), dtype=str(dtype).replace("torch.", ""),
-             torch=torch.__version__, cuda=torch.version.cuda, dataset_size=plan.dataset_size,
-             total_steps=plan.total_steps, warmup_steps=plan.warmup_steps, steps_per_epoch=plan.steps_per_epoch,
-             start_step=step, trainable_params=sum(p.numel() for p in params), objective=vars(obj))
-    sampler = Sampler(ctx, cfg, transformer)  # previews render in separate `sample` jobs (ACESTEP.md §4)
-    sampler.maybe(step)  # the step-0 baseline, when sampling is on
-    autocast = torch.autocast("cuda", dtype=dtype) if device.type == "cuda" and dtype != torch.float32 \
-        else nullcontext()
+        step = resume(ctx, cfg, ckpt, transformer, optimizer, scheduler, precision, validator, ema)
+    ctx.emit("start", config=cfg.to_dict(), device=str(device), dtype=str(precision.base).replace("torch.", ""),
+             precision=precision.label, torch=torch.__version__, cuda=torch.version.cuda,
+             dataset_size=plan.dataset_size, validation_tracks=len(val_idx), validation_held_out=held_out,
+             total_steps=plan.total_steps, schedule_source=plan.source, warmup_steps=plan.warmup_steps,
+             steps_per_epoch=plan.steps_per_epoch, start_step=step, trainable_params=sum(p.numel() for p in params),
+             objective=vars(obj))
 
     def save(reason: str) -> None:  # reads `step` when called: every save below is one line
-        path = save_checkpoint(ctx.job_dir, step, epoch_at(step, cfg, plan), transformer, optimizer, scheduler,
-                               cfg, cfg.keep_last)
-        ctx.emit("checkpoint", step=step, path=str(path), reason=reason)
+        with ctx.critical("saving a checkpoint"):
+            path, written = save_checkpoint(ctx.job_dir, step, order.epoch_at(step), transformer, optimizer,
+                                            scheduler, cfg, cfg.keep_last, extra=training_state())
+        ctx.emit("checkpoint", step=step, path=str(path), reason=reason, written=written,
+                 **({} if written else {"note": f"{path.name} was already saved at this step"}))
+
+    def training_state() -> dict:
+        return {"precision": precision.state_dict(), "validation": validator.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None}
+
+    def validate() -> None:
+        ctx.phase("validate", 0, 1, step=step)
+        fields = validator.record(step, validator.evaluate(transformer))
+        ctx.emit("validation", **fields)
+        if fields["best"] and step > 0:  # step 0 is the base model: nothing to keep
+            save("best")
+            mark_best(ctx.job_dir, step, fields["loss"])
+
+    def export(**extra) -> None:
+        ctx.phase("save", 0, 1)
+        with ctx.critical("exporting final/"):
+            final = export_final(ctx.job_dir, transformer, cfg, steps=step, dataset_size=plan.dataset_size,
+                                 model_dir=resolve_model_dir(cfg.model_id), ema_tensors=ema_tensors(ema, params, transformer),
+                                 extra_meta={"exported_at_step": step, "total_steps": plan.total_steps,
+                                             "best_step": validator.best_step, **extra})
+        ctx.phase("save", 1, 1, final_dir=str(final))
 
     def emit_step() -> None:  # loss = mean of the steps since the previous step event
-        ctx.emit("step", **meter.report(step, epoch_at(step, cfg, plan), scheduler.get_last_lr()[0], grad_norm))
+        ctx.emit("step", **meter.report(step, order.epoch_at(step), scheduler.get_last_lr()[0], grad_norm),
+                 skipped_steps=precision.skipped_steps)
 
     # -- the loop -------------------------------------------------------------------------------
-    ctx.phase("train", step, plan.total_steps)
     meter = StepMeter(plan.total_steps, step, device)
-    while step < plan.total_steps:
-        loss_sum = 0.0
-        for micro in range(cfg.grad_accum):
-            idx = sample_indices(step, micro, cfg, plan.dataset_size)
-            batch = make_batch([tracks[i] for i in idx], clip_frames, device)
-            with autocast:
-                loss = compute_loss(transformer, batch, null_emb, obj, dtype)
-            (loss / cfg.grad_accum).backward()
-            loss_sum += loss.item()  # a sync point, but the NaN check needs the value every step
-        loss_val = loss_sum / cfg.grad_accum
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or math.inf).item()
-        if not (math.isfinite(loss_val) and math.isfinite(grad_norm)):
-            raise NonFiniteLoss(nan_message(ctx.job_dir, step + 1, loss_val, grad_norm))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
+    skipped_in_a_row, grad_norm = 0, None
+    try:
+        if step == 0:
+            previews.maybe(step, transformer)  # the baseline: LoRA B starts at zero, so this is the base model
+            if validator.due(step):
+                validate()
+        ctx.phase("train", step, plan.total_steps)
+        while step < plan.total_steps:
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(cfg.grad_accum):
+                batch = make_batch([tracks[i] for i in order.indices(step, micro)], clip_frames, device)
+                with precision.autocast():
+                    loss = compute_loss(transformer, batch, null_emb, obj, precision.base)
+                precision.backward(loss / cfg.grad_accum)
+                loss_sum += loss.detach()
+            loss_val, grad_norm, applied = precision.step(optimizer, params, cfg.max_grad_norm, loss_sum / cfg.grad_accum)
+            if not applied and precision.scaler is None:
+                raise NonFiniteLoss(nan_message(ctx.job_dir, step + 1, loss_val, grad_norm))
+            skipped_in_a_row = 0 if applied else skipped_in_a_row + 1
+            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                raise NonFiniteLoss(nan_message(ctx.job_dir, step + 1, loss_val, grad_norm, skipped_in_a_row))
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None and applied:
+                ema.step(params)
+            step += 1
 
-        meter.add(loss_val, plan.samples_per_step)
-        if meter.due() or step == plan.total_steps:
-            emit_step()
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-            save("periodic")
-        if ctx.take_flag("save_now"):
-            save("save_now")
-        sampler.maybe(step)
-        if ctx.stop_requested():
-            if meter.n:
+            meter.add(loss_val if math.isfinite(loss_val) else None, plan.samples_per_step)
+            if meter.due() or step == plan.total_steps:
                 emit_step()
-            save("stop")
-            sampler.finish(step, stopping=True)
-            return "stopped"
+            if validator.due(step):
+                validate()
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                save("periodic")
+            if ctx.take_flag("save_now"):
+                save("save_now")
+            previews.maybe(step, transformer, final=step == plan.total_steps)
+            if validator.patience_ran_out:
+                ctx.emit("warning", message=f"Early stop at step {step}: {cfg.early_stop_patience} validations "
+                         f"without a new best (best {validator.best_loss:.5f} at step {validator.best_step}).")
+                ctx.end_fields.update(early_stop=True)
+                break
+            if ctx.stop_requested():
+                if meter.n:
+                    emit_step()
+                save("stop")
+                export(stopped=True)
+                ctx.end_fields.update(saved_step=step)
+                return "stopped"
+    except StopNow:  # a second stop signal between saves: say exactly what was lost
+        ckpts = list_checkpoints(ctx.job_dir)
+        last = step_of(ckpts[-1]) if ckpts else None
+        lost = step - (last or 0)
+        ctx.emit("warning", message=f"Stopped at once at step {step} without saving: the last checkpoint is "
+                 + (f"step {last}, so {lost} step(s) of training were lost." if last is not None else
+                    f"none, so all {step} step(s) were lost."))
+        ctx.end_fields.update(saved=False, saved_step=last, lost_steps=lost)
+        raise
 
-    # -- export ---------------------------------------------------------------------------------
-    ctx.phase("save", 0, 1)
-    final = export_final(ctx.job_dir, transformer, cfg, steps=step, dataset_size=plan.dataset_size,
-                         model_dir=resolve_model_dir(cfg.model_id))
-    ctx.phase("save", 1, 1, final_dir=str(final))
-    sampler.finish(step)  # the last step's preview, then wait: every `sample` event lands before `end`
+    # -- the end: a last validation, and the export ---------------------------------------------
+    if validator.due(step, final=True) and not (step % cfg.val_every == 0):
+        validate()
+    export()
+    ctx.end_fields.update(saved_step=step)
     return "completed"
 
 
@@ -152,8 +227,9 @@ def train(ctx, cfg: TrainConfig, ckpt: Path | None) -> str:
 def resolve_config(ctx, args) -> tuple[TrainConfig, Path | None]:
     """The config for this run, the checkpoint to resume from, both checked; writes config.json.
 
-    On resume the adapter-defining fields (base model, rank, alpha, targets) come from the
-    checkpoint: a different base model is refused, other differences are a warning.
+    On resume the fields that fix the adapter or its optimizer state (FIXED_AT_RESUME) must equal
+    the checkpoint's, or the resume is refused naming the field; every other change applies, and a
+    warning lists them. 'latest' skips damaged checkpoints and says which.
     """
     job_dir = Path(ctx.job_dir)
     cfg = TrainConfig.load(args.config or job_dir / "config.json")
@@ -161,24 +237,59 @@ def resolve_config(ctx, args) -> tuple[TrainConfig, Path | None]:
         cfg = cfg.replace(manifest=str(Path(args.manifest).expanduser().resolve()))
     ckpt = None
     if args.resume:
-        ckpt = find_checkpoint(job_dir, args.resume)
+        ckpt, skipped = find_checkpoint(job_dir, args.resume)
+        for s in skipped:
+            ctx.emit("warning", message=f"Skipped a damaged checkpoint: {s}")
         saved = read_meta(ckpt)["config"]
-        if saved["model_id"] != cfg.model_id:
-            raise AdapterMismatch(f"Checkpoint {ckpt.name} was trained on {saved['model_id']!r}, but the config "
-                                  f"names {cfg.model_id!r}. Resume with the same base model.")
-        forced = {k: saved[k] for k in ADAPTER_FIELDS if saved.get(k) != getattr(cfg, k)}
-        if forced:
-            ctx.emit("warning", message=f"Using the checkpoint's adapter settings {forced} instead of the config's.")
-            cfg = cfg.replace(**forced)
+        for k in FIXED_AT_RESUME:
+            if k in saved and saved[k] != getattr(cfg, k):
+                raise AdapterMismatch(f"{k}: checkpoint {ckpt.name} was trained with {saved[k]!r}; a resume "
+                                      f"cannot change it to {getattr(cfg, k)!r}. Resume with the run's own "
+                                      "settings, or start a new run from them and change it there.")
         changed = sorted(k for k, v in cfg.to_dict().items() if k in saved and saved[k] != v and k != "manifest")
-        if changed:  # allowed (nanoGPT: only the architecture is forced), but say so: the run is no longer one recipe
-            ctx.emit("warning", message=f"Resuming with settings changed since {ckpt.name}: {', '.join(changed)}.")
+        if changed:  # nanoGPT: only what defines the adapter is fixed; the rest applies, said out loud
+            ctx.emit("warning", message=f"Resuming with settings changed since {ckpt.name}, applied from "
+                     f"step {read_meta(ckpt)['step']}: " + ", ".join(f"{k} {saved[k]!r} → {getattr(cfg, k)!r}"
+                                                                      for k in changed) + ".")
     has_snapshot = (job_dir / "dataset.jsonl").is_file()
     if not (ckpt is not None and has_snapshot) and not Path(cfg.manifest or "").is_file():
         raise ConfigError(f"manifest: no dataset manifest at {cfg.manifest!r}. Pass --manifest PATH "
                           "(a datasets/<name>/manifest.jsonl) or set `manifest` in the config.")
     write_json(job_dir / "config.json", cfg.to_dict())
     return cfg, ckpt
+
+
+def resume(ctx, cfg, ckpt: Path, transformer, optimizer, scheduler, precision, validator, ema) -> int:
+    """Load `ckpt` into everything that trains; fork if it is not this run's newest checkpoint."""
+    ours = Path(ckpt).resolve().parent == (Path(ctx.job_dir) / "checkpoints").resolve()
+    aside = fork_at(ctx.job_dir, step_of(ckpt)) if ours else None
+    restored = load_checkpoint(ckpt, transformer, optimizer, scheduler, cfg.model_id)
+    state = restored["state"]
+    precision.load_state_dict(state.get("precision"))
+    validator.load_state_dict(state.get("validation"))
+    if ema is not None and state.get("ema"):
+        ema.load_state_dict(state["ema"])
+    apply_hyperparameters(optimizer, scheduler, cfg)
+    if aside is not None:
+        ctx.emit("warning", message=f"Resumed from {Path(ckpt).name}, which is not the newest checkpoint: this "
+                 f"run now forks there; the later checkpoints moved to checkpoints/{aside.name}/.")
+    ctx.emit("resumed", step=restored["step"], epoch=restored["epoch"], checkpoint=str(ckpt),
+             adapter_tensors=restored["adapter_tensors_loaded"], forked=aside is not None,
+             abandoned=str(aside) if aside else None)
+    return restored["step"]
+
+
+def apply_hyperparameters(optimizer, scheduler, cfg: TrainConfig) -> None:
+    """A restored optimizer and schedule carry the old learning rate and weight decay: set the config's.
+
+    transformers' schedules are LambdaLR: lr = base_lr * lambda(step), so the base values change and the
+    current lr is recomputed from the restored step.
+    """
+    scheduler.base_lrs = [cfg.learning_rate for _ in optimizer.param_groups]
+    lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group.update(lr=lr, initial_lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler._last_lr = lrs  # what get_last_lr() reports until the next step
 
 
 def dataset_rows(job_dir: Path, cfg: TrainConfig, resuming: bool) -> list[dict]:
@@ -207,30 +318,62 @@ def wait_for_run(ctx, run_id: str) -> bool:
     return True
 
 
-def make_optimizer(params: list, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adamw_8bit":
-        import bitsandbytes as bnb  # 8-bit states: ~4x less optimizer memory; runs on CPU too
+def make_optimizer(ctx, params: list, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """8-bit AdamW (bitsandbytes, ~4x less optimizer memory) where bitsandbytes runs: CUDA and CPU.
+    Elsewhere (MPS) torch's AdamW, said in a warning. torch's AdamW is fused on CUDA."""
+    if cfg.optimizer == "adamw_8bit" and device.type in ("cuda", "cpu"):
+        import bitsandbytes as bnb
         return bnb.optim.AdamW8bit(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw_8bit":
+        ctx.emit("warning", message=f"bitsandbytes has no 8-bit optimizer for {device.type}; using torch's AdamW.")
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                             fused=device.type == "cuda")
 
 
-def sample_indices(step: int, micro: int, cfg: TrainConfig, n: int) -> list[int]:
-    """Which tracks a micro-batch uses: a fixed function of the step, so a resume replays the same order.
+def make_ema(params: list, cfg: TrainConfig):
+    if not cfg.ema_decay:
+        return None
+    from diffusers.training_utils import EMAModel
 
-    The sample stream is epoch after epoch of seeded permutations; batches may span an epoch edge.
-    """
-    start = (step * cfg.grad_accum + micro) * cfg.batch_size
-    return [_epoch_order(cfg.seed, k // n, n)[k % n] for k in range(start, start + cfg.batch_size)]
-
-
-@lru_cache(maxsize=4)
-def _epoch_order(seed: int, epoch: int, n: int) -> list[int]:
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randperm(n, generator=g).tolist()
+    return EMAModel(params, decay=cfg.ema_decay)
 
 
-def epoch_at(step: int, cfg: TrainConfig, plan) -> float:
-    return step * plan.samples_per_step / plan.dataset_size
+def ema_tensors(ema, params: list, transformer) -> dict | None:
+    """The adapter as the EMA holds it (the live weights are put back afterwards)."""
+    if ema is None:
+        return None
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        return adapter_state(transformer)
+    finally:
+        ema.restore(params)
+
+
+def speed_setup(ctx, transformer, cfg: TrainConfig, device: torch.device) -> None:
+    """Gradient checkpointing, the attention backend and regional compilation, each as configured."""
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    if cfg.attention_backend != "native":
+        try:
+            transformer.set_attention_backend(cfg.attention_backend)
+        except (ImportError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"attention_backend {cfg.attention_backend!r} is not usable here ({exc}). Use "
+                              "'native' (PyTorch SDPA), or install the kernels it needs.") from None
+    if cfg.compile:
+        # diffusers' regional compilation compiles each block class named in `_repeated_blocks`;
+        # ACE-Step's transformer does not name its own, so name it here
+        transformer._repeated_blocks = ("AceStepTransformerBlock",)
+        transformer.compile_repeated_blocks()
+        ctx.emit("warning", message="torch.compile is on: the first steps (and each new clip length) compile, "
+                 "so they are slow; steady-state steps are faster.")
+
+
+def pinned(tracks: list[dict], device: torch.device) -> list[dict]:
+    """Cached tensors in page-locked host memory, so each step's copy to the GPU can overlap compute."""
+    if device.type != "cuda":
+        return tracks
+    return [{k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in tracks]
 
 
 def seed_everything(seed: int) -> None:
@@ -239,8 +382,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def nan_message(job_dir: Path, step: int, loss: float, grad_norm: float) -> str:
+def nan_message(job_dir: Path, step: int, loss: float, grad_norm: float, skipped: int = 0) -> str:
     ckpts = list_checkpoints(job_dir)
     good = f"the last good checkpoint is {ckpts[-1].name}" if ckpts else "no checkpoint was saved yet"
+    if skipped:
+        return (f"fp16 loss scaling skipped {skipped} steps in a row up to step {step} (loss={loss}, "
+                f"grad_norm={grad_norm}): the model overflows fp16; {good}. Use device 'cuda:fp32'.")
     return (f"The loss became NaN/Inf at step {step} (loss={loss}, grad_norm={grad_norm}); the step was not "
             f"applied and {good}.")

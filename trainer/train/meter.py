@@ -20,16 +20,19 @@ class StepMeter:
     def __init__(self, total_steps: int, start_step: int, device: torch.device, ema: float = 0.1):
         self.total_steps, self.device, self.ema = total_steps, device, ema
         self.t0 = self.t_step = self.t_event = time.time()
-        self.loss_sum, self.n, self.samples = 0.0, 0, 0
+        self.loss_sum, self.loss_n, self.n, self.samples = 0.0, 0, 0, 0
         self.step_time: float | None = None
         self.first_step = start_step
         self._proc = psutil.Process()
 
-    def add(self, loss: float, samples: int) -> None:
+    def add(self, loss: float | None, samples: int) -> None:
+        """One optimizer step; `loss` None for a step whose loss was not finite (an fp16 step the scaler skipped)."""
         now = time.time()
         dt, self.t_step = now - self.t_step, now
         self.step_time = dt if self.step_time is None else (1 - self.ema) * self.step_time + self.ema * dt
-        self.loss_sum += loss
+        if loss is not None:
+            self.loss_sum += loss
+            self.loss_n += 1
         self.n += 1
         self.samples += samples
 
@@ -41,13 +44,13 @@ class StepMeter:
         now = time.time()
         window = max(now - self.t_event, 1e-9)
         ev = {
-            "step": step, "epoch": round(epoch, 4), "loss": self.loss_sum / self.n, "lr": lr,
+            "step": step, "epoch": round(epoch, 4), "loss": self.loss_sum / self.loss_n if self.loss_n else None, "lr": lr,
             "grad_norm": grad_norm, "samples_per_s": round(self.samples / window, 3),
             "elapsed_s": round(now - self.t0, 3),
             "eta_s": round(self.step_time * (self.total_steps - step), 1) if self.step_time else None,
             "steps_in_window": self.n, **self.memory(),
         }
-        self.t_event, self.loss_sum, self.n, self.samples = now, 0.0, 0, 0
+        self.t_event, self.loss_sum, self.loss_n, self.n, self.samples = now, 0.0, 0, 0, 0
         return ev
 
     def memory(self) -> dict:

@@ -1,9 +1,13 @@
 """The training objective, exactly the model's own (ACESTEP.md §3), and the batches it eats.
 
-    t   = sigmoid(N(0,1) * sigma + mu)            logit-normal, mu=-0.4, sigma=1.0, no shift
+    t   = max(u1, u2), u = sigmoid(N(0,1) * sigma + mu)   the release's sample_t_r: the larger of two
+                                                         logit-normal draws, mu=-0.4, sigma=1.0, no shift
     x_t = t * noise + (1 - t) * x0
     loss = MSE(DiT(x_t, t, cond), noise - x0)     over valid (unpadded) latent frames only
-    15% of samples see `null_condition_emb` instead of their condition (what makes guidance work)
+    15% of samples see `null_condition_emb` instead of their condition (what makes guidance work);
+    0% on turbo models, which are sampled without guidance, so dropout would buy nothing
+
+The single draw (mean t 0.418) and the 8 turbo steps stay available as named options.
 
 All randomness comes from torch's global generator, whose state the checkpoint saves, so a resumed
 run draws the same crops, noise, timesteps and dropout as an uninterrupted one.
@@ -21,24 +25,32 @@ TURBO_TIMESTEPS = (1.0, 0.9545, 0.9, 0.8333, 0.75, 0.6429, 0.5, 0.3)
 
 @dataclass(frozen=True)
 class Objective:
-    sampling: str        # logit_normal | turbo_discrete
+    sampling: str        # logit_normal_max2 | logit_normal | turbo_discrete (state.train.config.SAMPLINGS)
     mu: float
     sigma: float
     cond_dropout: float
 
     @classmethod
     def for_model(cls, cfg, transformer) -> "Objective":
-        """mu/sigma: the config's if set, else the model config's, else the release's -0.4 / 1.0."""
+        """mu/sigma: the config's if set, else the model config's, else the release's -0.4 / 1.0.
+        Condition dropout: the config's if set, else 0.15, or 0 for a turbo model."""
+        from state.model.catalog import variant_of
+
         mc = transformer.config
         mu = cfg.timestep_mu if cfg.timestep_mu is not None else float(mc.get("timestep_mu", -0.4))
         sigma = cfg.timestep_sigma if cfg.timestep_sigma is not None else float(mc.get("timestep_sigma", 1.0))
-        return cls(cfg.timestep_sampling, mu, sigma, cfg.cond_dropout)
+        turbo = bool(mc.get("is_turbo")) or variant_of(cfg.model_id) == "turbo"
+        dropout = cfg.cond_dropout if cfg.cond_dropout is not None else (0.0 if turbo else 0.15)
+        return cls(cfg.timestep_sampling, mu, sigma, dropout)
 
     def sample_t(self, n: int, device: torch.device) -> torch.Tensor:
         if self.sampling == "turbo_discrete":
             table = torch.tensor(TURBO_TIMESTEPS, device=device)
             return table[torch.randint(len(table), (n,), device=device)]
-        return torch.sigmoid(torch.randn(n, device=device) * self.sigma + self.mu)
+        draw = torch.sigmoid(torch.randn(n, device=device) * self.sigma + self.mu)
+        if self.sampling == "logit_normal_max2":
+            return torch.maximum(draw, torch.sigmoid(torch.randn(n, device=device) * self.sigma + self.mu))
+        return draw
 
 
 def make_batch(tracks: list[dict], clip_frames: int, device: torch.device) -> dict:
