@@ -10,11 +10,21 @@ import pytest
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
-    """A throwaway ACELORA_HOME, so nothing is written into the repository."""
+    """A throwaway ACELORA_HOME, so nothing is written into the repository. At teardown every job still
+    alive in it is killed: a failed test must not leave a detached run training for the rest of the session."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("ACELORA_HOME", str(home))
-    return home
+    yield home
+    kill_jobs_under(home)
+
+
+def kill_jobs_under(home: Path) -> None:
+    from state import jobs
+
+    for job_json in Path(home).rglob(jobs.JOB_FILE):
+        if jobs.is_alive(job_json.parent):
+            jobs.kill(job_json.parent)
 
 
 @pytest.fixture(scope="session")

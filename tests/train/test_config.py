@@ -14,14 +14,15 @@ def test_defaults_match_the_recipe():
     assert c.optimizer == "adamw_8bit" and c.learning_rate == 1e-4 and c.warmup_ratio == 0.03
     assert c.scheduler == "constant_with_warmup" and c.max_grad_norm == 1.0 and c.shift == 3.0
     assert c.target_modules == ["to_q", "to_k", "to_v", "to_out.0"] and c.target_blocks == ["self_attn", "cross_attn"]
-    assert c.timestep_sampling == "logit_normal" and c.cond_dropout == 0.15
+    assert c.timestep_sampling == "logit_normal_max2" and c.cond_dropout is None  # None: 0.15, or 0 on turbo
+    assert (c.clip_seconds, c.max_seconds, c.epochs, c.max_steps) == (0.0, 240.0, 0, 0)  # whole tracks, the recipe
     assert TrainConfig.from_dict(c.to_dict()) == c and len(c.hash()) == 16
 
 
 def test_plan_derives_warmup_by_ceiling():
     c = TrainConfig(max_steps=0, epochs=3, batch_size=2, grad_accum=2)
-    p = make_plan(c, 10)  # 4 samples per step -> 3 steps per epoch
-    assert (p.steps_per_epoch, p.total_steps, p.warmup_steps) == (3, 9, 1)  # ceil(0.03 * 9) = 1
+    p = make_plan(c, 10)  # 5 batches per epoch, 2 per step -> 3 steps per epoch
+    assert (p.steps_per_epoch, p.total_steps, p.warmup_steps, p.source) == (3, 9, 1, "epochs")  # ceil(0.27) = 1
     assert make_plan(TrainConfig(max_steps=1000), 3).warmup_steps == 30
     assert make_plan(TrainConfig(max_steps=101), 3).warmup_steps == 4  # ceil(3.03)
 

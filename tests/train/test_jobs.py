@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from state import jobs
 
 from train_kit import end_of, read_events, wait_for
@@ -10,13 +12,29 @@ from train_kit import end_of, read_events, wait_for
 LONG = 100_000  # steps: these runs end only when told to
 
 
+@pytest.fixture
+def launch():
+    """jobs.launch, with every launched job killed at teardown: a failed assertion must never leave a
+    100,000-step run training in the background for the rest of the session."""
+    launched = []
+
+    def _launch(job_dir, kind, extra=()):
+        launched.append(job_dir)
+        return jobs.launch(job_dir, kind, extra)
+
+    yield _launch
+    for job_dir in launched:
+        if jobs.is_alive(job_dir):
+            jobs.kill(job_dir)
+
+
 def _has(job_dir, type_, **match):
     return any(all(e.get(k) == v for k, v in match.items()) for e in read_events(job_dir, type_))
 
 
-def test_sigterm_saves_then_kill9_dies_then_resume_continues(train_kit, tmp_path):
+def test_sigterm_saves_then_kill9_dies_then_resume_continues(train_kit, tmp_path, launch):
     job = train_kit.run_dir("crash", max_steps=LONG, checkpoint_every=5)
-    jobs.launch(job, "train")
+    launch(job, "train")
     assert wait_for(lambda: _has(job, "step"), 90), jobs.log_tail(job)
 
     # SIGTERM (what Stop sends once the job is ready): finish the step, save, end "stopped"
@@ -27,7 +45,7 @@ def test_sigterm_saves_then_kill9_dies_then_resume_continues(train_kit, tmp_path
 
     # resume detached, then kill -9 once a periodic checkpoint exists: reconcile says "died"
     first_stop = stop_ck[0]["step"]
-    jobs.launch(job, "train", ["--resume", "latest"])
+    launch(job, "train", ["--resume", "latest"])
     assert wait_for(lambda: any(c["reason"] == "periodic" and c["step"] > first_stop
                                 for c in read_events(job, "checkpoint")), 90), jobs.log_tail(job)
     resumed = read_events(job, "resumed")[-1]
@@ -48,13 +66,13 @@ def test_sigterm_saves_then_kill9_dies_then_resume_continues(train_kit, tmp_path
     assert steps_after[0] == last + 1 and steps_after[-1] == last + 3
 
 
-def test_queued_run_starts_only_after_the_first_ends(train_kit):
+def test_queued_run_starts_only_after_the_first_ends(train_kit, launch):
     first = train_kit.run_dir("first", max_steps=LONG)
     second = train_kit.run_dir("second", max_steps=3)
     third = train_kit.run_dir("third", max_steps=3)
-    jobs.launch(first, "train")
-    jobs.launch(second, "train", ["--after", "first"])
-    jobs.launch(third, "train", ["--after", "first"])
+    launch(first, "train")
+    launch(second, "train", ["--after", "first"])
+    launch(third, "train", ["--after", "first"])
     assert wait_for(lambda: _has(second, "queued", after="first") and _has(third, "queued"), 90)
     assert wait_for(lambda: _has(first, "step"), 90), jobs.log_tail(first)
     assert jobs.status(second).status == "queued" and not read_events(second, "start")

@@ -92,6 +92,39 @@ def build_tiny_pipeline(seed: int = 0):
     )
 
 
+def build_release_size_pipeline(device: str = "cpu", dtype=None):
+    """An AceStepPipeline at the 2B release's real dimensions with random weights (bench/gpu_check.py).
+
+    DiT and condition encoder are diffusers' defaults, which are the release's 2B config (ACESTEP.md §3);
+    the text encoder is Qwen3-Embedding-0.6B's shape (1024 wide, 28 layers) with this file's small
+    vocabulary (the tokenizer is built offline); the VAE is 48 kHz with hop 1920 and 64 latent channels.
+    Modules are created on `device`, so random init runs there (seconds on a GPU, not minutes on a CPU).
+    """
+    import torch
+    from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
+    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+    from diffusers.pipelines.ace_step import AceStepConditionEncoder
+    from transformers import Qwen3Config, Qwen3Model
+
+    tokenizer = build_tokenizer()
+    with torch.device(device):
+        text_encoder = Qwen3Model(Qwen3Config(
+            vocab_size=len(tokenizer), hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+            num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=32768,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)).eval()
+        vae = AutoencoderOobleck(encoder_hidden_size=128, downsampling_ratios=DOWNSAMPLING,
+                                 channel_multiples=[1, 2, 4, 8, 16], decoder_channels=128, decoder_input_channels=64,
+                                 audio_channels=2, sampling_rate=SAMPLE_RATE).eval()
+        transformer = AceStepTransformer1DModel(is_turbo=False, model_version="base").eval()
+        condition_encoder = AceStepConditionEncoder().eval()
+    pipe = AceStepPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
+                           condition_encoder=condition_encoder,
+                           scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0))
+    if dtype is not None:
+        pipe.to(dtype=dtype)
+    return pipe
+
+
 def _encoded_silence(vae):
     """What the release's silence latent is: VAE-encoded digital silence, tiled to the buffer length.
 

@@ -44,8 +44,9 @@ def add_lora(transformer: torch.nn.Module, cfg: TrainConfig) -> list[torch.nn.Pa
 
 
 def adapter_state(transformer: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Diffusers-style keys (`layers.0.self_attn.to_q.lora_A.weight`), fp32, contiguous, on CPU."""
-    return {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(transformer).items()}
+    """Diffusers-style keys (`layers.0.self_attn.to_q.lora_A.weight`), fp32, on CPU: copies, never views of
+    the live weights (on a CPU run `.float().cpu()` would return the parameter itself)."""
+    return {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(transformer).items()}
 
 
 def load_adapter_strict(transformer: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> int:

@@ -243,9 +243,10 @@ def resolve_config(ctx, args) -> tuple[TrainConfig, Path | None]:
         saved = read_meta(ckpt)["config"]
         for k in FIXED_AT_RESUME:
             if k in saved and saved[k] != getattr(cfg, k):
+                fix = ("Resume with the same base model." if k == "model_id" else
+                       "Resume with the run's own settings, or start a new run from them and change it there.")
                 raise AdapterMismatch(f"{k}: checkpoint {ckpt.name} was trained with {saved[k]!r}; a resume "
-                                      f"cannot change it to {getattr(cfg, k)!r}. Resume with the run's own "
-                                      "settings, or start a new run from them and change it there.")
+                                      f"cannot change it to {getattr(cfg, k)!r}. {fix}")
         changed = sorted(k for k, v in cfg.to_dict().items() if k in saved and saved[k] != v and k != "manifest")
         if changed:  # nanoGPT: only what defines the adapter is fixed; the rest applies, said out loud
             ctx.emit("warning", message=f"Resuming with settings changed since {ckpt.name}, applied from "
