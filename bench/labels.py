@@ -13,7 +13,8 @@ unset counts as wrong):
   tempo acc2      the same, also allowing x2, x1/2, x3, x1/3 (the metrical level may differ)
   timesig exact   ACE-Step's numerator (2, 3, 4, 6) equals the score's; over the files that have one
 Targets (issue 18): key exact >= 85 %, tempo acc1 >= 76 %, acc2 >= 90 %. --compare also measures
-key from the harmonic part (HPSS) and each beat tracker alone, on the same files.
+the key with and without the harmonic part (HPSS) and the opening window, and each beat tracker
+alone, on the same files.
 """
 from __future__ import annotations
 
@@ -149,7 +150,7 @@ def _count(values) -> dict:
 
 
 def compare(cache: Path, rows) -> None:
-    """Key with and without harmonic/percussive separation, each key profile, each tracker alone."""
+    """The key with and without harmonic/percussive separation and the opening window, each tracker alone."""
     import numpy as np
 
     from trainer.dataset.audio import load_audio
@@ -166,18 +167,21 @@ def compare(cache: Path, rows) -> None:
         cost.setdefault(name, []).append(time.perf_counter() - t0)
         results.setdefault(name, []).append(v)
 
+    import librosa
+
     for t, _ in rows:
         y = load_audio(cache / t.file, target_sr=KEY_SR).samples.mean(axis=0)
         y22 = load_audio(cache / t.file, target_sr=rhythm.SR).samples.mean(axis=0)
-        for prof in ("bgate", "edma", "shaath", "krumhansl"):
-            timed(f"key {prof}", lambda: keymod.estimate_key(y, KEY_SR, prof).key)
-        import librosa
-
-        timed("hpss", lambda: results.setdefault("_h", []).append(librosa.effects.harmonic(y22)))
-        timed(f"key {keymod.PROFILE} on the HPSS harmonic part", lambda: keymod.estimate_key(results["_h"][-1], rhythm.SR).key)
+        timed(f"key {keymod.PROFILE} whole track only, 44.1 kHz", lambda: keymod.estimate_key(y, KEY_SR, opening=False).key)
+        timed(f"key {keymod.PROFILE} whole + opening, 44.1 kHz", lambda: keymod.estimate_key(y, KEY_SR).key)
+        timed(f"key {keymod.PROFILE} whole + opening, 22.05 kHz", lambda: keymod.estimate_key(y22, rhythm.SR).key)
+        harmonic = []
+        timed("hpss", lambda: harmonic.append(librosa.effects.harmonic(y22)))
+        timed(f"key {keymod.PROFILE} whole + opening, 22.05 kHz HPSS harmonic part",
+              lambda: keymod.estimate_key(harmonic[0], rhythm.SR).key)
         onset = rhythm.onset_envelope(y22)
         timed("tempo librosa beat_track alone", lambda: rhythm._track(onset)[0])
-        timed("tempo essentia degara alone", lambda: rhythm._degara(y))
+        timed("tempo essentia RhythmExtractor2013 degara alone", lambda: rhythm._degara(y))
     truths = [t for t, _ in rows]
     for name, vals in results.items():
         if name.startswith("key"):

@@ -21,8 +21,11 @@ from ui import fmt, model_fetch
 
 MODES = {"both": "Signal + LM", "signal": "Signal only", "lm": "LM only"}
 MODE_HELP = ("Signal: exact duration, tempo, key and time signature measured on the CPU without any model; "
-             "values measured with low confidence are proposed for you to accept, not written. LM: the ACE-Step 5 Hz LM listens to the track's audio codes and writes a "
-             "caption, vocal language, time signature and lyrics. Both: measured values win where both exist.")
+             "values measured with low confidence are proposed for you to accept, not written. LM: the ACE-Step "
+             "5 Hz LM listens to the track's audio codes and writes a "
+             "caption, vocal language, time signature and lyrics. Both: confident measured values win, the LM's "
+             "tempo picks the octave (the beat level ACE-Step's labels count), and where the two disagree the "
+             "other value is shown as a suggestion.")
 PROTECT_HELP = ("Tracks whose labels you edited or imported (or whose sidecar came with the audio) keep every "
                 "value they have; only their empty fields are filled, and they stay marked as yours. Tracks "
                 "labelled by an earlier auto-label run are relabelled.")

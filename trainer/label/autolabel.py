@@ -103,7 +103,9 @@ def label_track(row: dict, p: LabelParams, lm: LMLabeler | None, seed: int) -> T
     if lm is not None:
         lm.describe(Path(row["audio"]), seed, out)
     measured, problems = _clean_measured(out.measured)  # e.g. a 6 s file's duration is outside 10-600 s
-    heard, lm_problems = normalise_labels(out.heard)
+    # the file's own length is exact: the LM's guess at it is never used, even where the file is too
+    # short or long for ACE-Step and no duration is written at all
+    heard, lm_problems = normalise_labels({k: v for k, v in out.heard.items() if k != "duration"})
     out.notes += problems + [f"LM: {x}" for x in lm_problems]
     merged = merge(measured, heard)
     out.proposed, out.sources, out.suggestions = merged.proposed, merged.sources, merged.suggestions

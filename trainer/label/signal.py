@@ -33,9 +33,12 @@ class SignalResult:
         return {k: m.value for k, m in self.measured.items()}
 
 
-def analyse(y44: np.ndarray, hpss: bool = False) -> SignalResult:
-    """Measure mono float32 audio at 44.1 kHz. `hpss`: key from the harmonic part only (measured in
-    bench/labels.py --compare: it costs more than it gains, so the job leaves it off)."""
+HPSS = True  # key from the harmonic part: bench/labels.py --compare measures what it buys and costs
+
+
+def analyse(y44: np.ndarray, hpss: bool = HPSS) -> SignalResult:
+    """Measure mono float32 audio at 44.1 kHz. `hpss`: the key from the harmonic part only (drums
+    and note onsets smear the chroma across all 12 classes)."""
     from trainer.dataset.audio import resample
     from trainer.label import key as keymod
     from trainer.label import rhythm
@@ -77,7 +80,7 @@ def analyse(y44: np.ndarray, hpss: bool = False) -> SignalResult:
     return out
 
 
-def signal_labels(path: str | Path, hpss: bool = False) -> SignalResult:
+def signal_labels(path: str | Path, hpss: bool = HPSS) -> SignalResult:
     """Measure one file. Raises trainer.dataset.audio.AudioDecodeError for a file that does not decode."""
     from trainer.dataset.audio import load_audio
 
