@@ -61,6 +61,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="20 files instead of 80")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "acelora" / "label-bench")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sample", type=int, default=0,
+                    help="label only N files spread evenly over the corpus (a slower machine's quick look)")
     ap.add_argument("--compare", action="store_true", help="also HPSS on/off and each tracker alone")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per file")
     args = ap.parse_args()
@@ -82,6 +84,9 @@ def main() -> int:
     cache = args.cache / f"v{label_corpus.CORPUS_VERSION}-n{files}-s{args.seed}"
     truths = label_corpus.build(cache, files=files, seed=args.seed, log=print if args.verbose else (lambda *_: None))
     t_build = time.perf_counter() - t0
+    if 0 < args.sample < len(truths):
+        step = len(truths) / args.sample
+        truths = [truths[int(i * step)] for i in range(args.sample)]
 
     from trainer.label.signal import signal_labels
 
