@@ -95,6 +95,7 @@ if flagged or result.orphans:
             st.markdown(f"- ⚠️ {o}")
 
 autolabel.panel(ds)
+autolabel.suggestion_list(ds, rows)
 
 # ---- LABELS --------------------------------------------------------------------------------
 st.subheader("Labels")
@@ -136,6 +137,7 @@ with left:
                f"{row.get('channels') or '?'} ch · sidecar: {row.get('sidecar') or 'none'}")
     for text in row["problems"]:
         st.warning(text)
+    autolabel.tempo_octave(ds, row)
 with right:
     with st.form(key=f"data_track_form_{tid}"):
         cap = st.text_area("Caption", row.get("caption") or "", height=90)

@@ -102,3 +102,38 @@ def write_tiny_lm(dest: Path, codebook_size: int = 16, seed: int = 0) -> Path:
     model.save_pretrained(str(dest))
     tok.save_pretrained(str(dest))
     return Path(dest)
+
+
+def metre_piece(path: Path, bpm: float, beats_per_bar: int, subdivision: int = 2, seconds: float = 14.0,
+                sr: int = SR) -> Path:
+    """A pulse a musician would count: a bass note and a new chord on each downbeat (I-IV-V-I in C),
+    softer chord strokes on the other beats, short ticks on each subdivision of the beat."""
+    rng = np.random.default_rng(0)
+    y = np.zeros(int(seconds * sr), dtype=np.float64)
+    beat = 60.0 / bpm
+    chords = [[48, 60, 64, 67], [53, 60, 65, 69], [55, 59, 62, 67], [48, 60, 64, 67]]
+
+    def add(start: float, dur: float, tone: np.ndarray) -> None:
+        s = int(start * sr)
+        seg = y[s:s + len(tone)]
+        seg += tone[: len(seg)]
+
+    n_tone = int(min(beat, 0.6) * sr)
+    t = np.arange(n_tone) / sr
+    env = np.minimum(1.0, t / 0.005) * np.exp(-t * 6.0)
+    tick_t = np.arange(int(0.02 * sr)) / sr
+    tick = rng.standard_normal(len(tick_t)) * np.exp(-tick_t * 300.0)
+    i = 0
+    while i * beat < seconds:
+        bar, pos = divmod(i, beats_per_bar)
+        chord = chords[bar % len(chords)]
+        tone = sum(_note(m, t) for m in chord[1:]) * env * (1.0 if pos == 0 else 0.45)
+        if pos == 0:
+            tone = tone + 1.6 * _note(chord[0] - 12, t) * env
+        add(i * beat, beat, tone)
+        for k in range(1, subdivision):
+            add(i * beat + k * beat / subdivision, 0.02, 0.25 * tick)
+        i += 1
+    y = (0.3 * y / np.max(np.abs(y))).astype(np.float32)
+    sf.write(str(path), y, sr)
+    return Path(path)

@@ -1,7 +1,9 @@
-"""The Auto-label panel of the Dataset page: options, start, live progress, cancel, last result.
+"""The Auto-label panel of the Dataset page: options, start, live progress, cancel, last result,
+and the label suggestions a run left to review (with one click to accept, and ½× / 2× for a tempo).
 
 Files only: the options go to params.json, the work runs as a detached `label` job
-(trainer/label/autolabel.py), and progress comes back through its events.jsonl. No torch or librosa here.
+(trainer/label/autolabel.py), and progress comes back through its events.jsonl; suggestions live in
+the dataset's label_suggestions.json (state/label/suggestions.py). No torch or librosa here.
 """
 from __future__ import annotations
 
@@ -10,15 +12,20 @@ from pathlib import Path
 import streamlit as st
 
 from state import jobs, paths, settings
+from state.dataset.manifest import LabelError, save_labels
+from state.dataset.sidecar import SidecarError
 from state.events import EVENTS_FILE, last_event, read_all
-from state.fsutil import read_json, write_json
-from state.label import options
+from state.fsutil import SaveError, read_json, write_json
+from state.label import options, suggestions
 from ui import fmt, model_fetch
 
 MODES = {"both": "Signal + LM", "signal": "Signal only", "lm": "LM only"}
-MODE_HELP = ("Signal: exact duration, tempo from beat tracking and key from the chroma, measured on the CPU "
-             "without any model. LM: the ACE-Step 5 Hz LM listens to the track's audio codes and writes a "
-             "caption, vocal language, time signature and lyrics. Both: measured values win where both exist.")
+MODE_HELP = ("Signal: exact duration, tempo, key and time signature measured on the CPU without any model; "
+             "values measured with low confidence are proposed for you to accept, not written. LM: the ACE-Step "
+             "5 Hz LM listens to the track's audio codes and writes a "
+             "caption, vocal language, time signature and lyrics. Both: confident measured values win, the LM's "
+             "tempo picks the octave (the beat level ACE-Step's labels count), and where the two disagree the "
+             "other value is shown as a suggestion.")
 PROTECT_HELP = ("Tracks whose labels you edited or imported (or whose sidecar came with the audio) keep every "
                 "value they have; only their empty fields are filled, and they stay marked as yours. Tracks "
                 "labelled by an earlier auto-label run are relabelled.")
@@ -86,7 +93,9 @@ def _progress(job_dir: Path) -> None:
     ev = last_event(job_dir / EVENTS_FILE, ["phase"]) or {}
     done, total = ev.get("done") or 0, ev.get("total") or 0
     if ev.get("name") == "label" and total:
-        eta = f" · about {ev['eta_s']:.0f} s left" if ev.get("eta_s") is not None and done else ""
+        # the job leaves eta_s unset until a track has been labelled (a file that fails at once says
+        # nothing about how long the others take)
+        eta = f" · about {fmt.duration(ev['eta_s'])} left" if (ev.get("eta_s") or 0) >= 1 else ""
         st.progress(min(1.0, done / total), text=f"Labelling track {min(done + 1, total)} of {total}{eta}")
     else:
         st.progress(0.0, text="Loading the LM and the audio tokenizer…" if ev.get("name") == "load" else "Starting…")
@@ -105,6 +114,7 @@ def _last_result(job_dir: Path, status) -> None:
     summary = next((e for e in reversed(events) if e.get("type") == "summary"), None)
     error = next((e for e in reversed(events) if e.get("type") == "error"), None)
     warnings = [e.get("message", "") for e in events if e.get("type") == "warning"]
+    notes = [(Path(e.get("track", "")).name, n) for e in events if e.get("type") == "labeled" for n in e.get("notes") or []]
     if status.status == "failed" and error:
         st.error(fmt.with_hint(f"The last auto-label run failed: {error.get('message')}", error.get("hint")))
     elif status.status == "died":
@@ -113,6 +123,88 @@ def _last_result(job_dir: Path, status) -> None:
         (st.success if status.status == "completed" and not warnings else st.info)(
             f"Last auto-label run: {summary.get('message')}")
     if warnings:
-        with st.expander(f"{len(warnings)} note(s) from the last run"):
+        with st.expander(f"{len(warnings)} warning(s) from the last run"):
             for w in warnings:
                 st.markdown(f"- {w}")
+    if notes:
+        with st.expander(f"{len(notes)} note(s) on single tracks from the last run"):
+            for name, n in notes:
+                st.markdown(f"- **{name}**: {n}")
+
+
+# ---- SUGGESTIONS -------------------------------------------------------------------------------
+
+SOURCE_WORDS = {"dsp": "measured", "lm": "the LM"}
+
+
+def _accept(ds, track: str, name: str, value=None) -> None:
+    try:
+        suggestions.accept(ds, track, name, value)
+    except (LabelError, SidecarError, SaveError, KeyError) as exc:
+        for p in getattr(exc, "problems", [str(exc)]):
+            st.error(p)
+        return
+    _refresh()
+
+
+def _refresh() -> None:
+    st.session_state.pop("data_scan", None)  # the page rescans and its table shows the new value
+    st.rerun()
+
+
+def suggestion_list(ds, rows: list[dict]) -> None:
+    """Every suggestion that still differs from its track's value, each with Accept and Dismiss."""
+    todo = suggestions.pending(ds.dir, rows)
+    if not todo:
+        return
+    with st.expander(f"{len(todo)} label suggestion(s) to review", expanded=len(todo) <= 8):
+        st.caption("Values an auto-label run did not write: measured with low confidence, or where the signal "
+                   "and the LM disagree (the one written is in the table). Accepting one saves it as your own edit.")
+        for i, (row, s) in enumerate(todo):
+            conf = f", confidence {s.confidence:.2f}" if s.confidence is not None else ""
+            now = row.get(s.field)
+            left, b1, b2 = st.columns([6, 1, 1])
+            left.markdown(f"**{row['id']}** · {s.field} **{s.value}** ({SOURCE_WORDS.get(s.source, s.source)}{conf}; "
+                          f"{s.reason}) · now: {'—' if now in (None, '') else now}")
+            if b1.button("Accept", key=f"data_sug_ok_{i}"):
+                _accept(ds, row["id"], s.field)
+            if b2.button("Dismiss", key=f"data_sug_no_{i}"):
+                suggestions.dismiss(ds.dir, row["id"], s.field)
+                st.rerun()
+        if len(todo) > 1 and st.button(f"Accept all {len(todo)}", key="data_sug_all"):
+            edits: dict = {}
+            for row, s in todo:
+                edits.setdefault(row["id"], {})[s.field] = s.value
+            try:
+                save_labels(ds, edits, labeled_by="user")
+            except (LabelError, SidecarError, SaveError) as exc:
+                for p in getattr(exc, "problems", [str(exc)]):
+                    st.error(p)
+                return
+            for row, s in todo:
+                suggestions.dismiss(ds.dir, row["id"], s.field)
+            _refresh()
+
+
+def tempo_octave(ds, row: dict) -> None:
+    """½× and 2× for a track's bpm: trackers agree on the pulse more often than on its octave."""
+    bpm = row.get("bpm")
+    if not bpm:
+        return
+    half, double = int(round(bpm / 2)), int(round(bpm * 2))
+    c1, c2, c3 = st.columns([2, 1, 1])
+    c1.caption(f"Tempo {bpm} bpm: count it in the beat you would tap.")
+    if c2.button(f"½× → {half}", key=f"data_bpm_half_{row['id']}", disabled=half < 30):
+        _save_bpm(ds, row["id"], half)
+    if c3.button(f"2× → {double}", key=f"data_bpm_double_{row['id']}", disabled=double > 300):
+        _save_bpm(ds, row["id"], double)
+
+
+def _save_bpm(ds, track: str, bpm: int) -> None:
+    try:
+        save_labels(ds, {track: {"bpm": bpm}}, labeled_by="user")
+    except (LabelError, SidecarError, SaveError) as exc:
+        for p in getattr(exc, "problems", [str(exc)]):
+            st.error(p)
+        return
+    _refresh()

@@ -208,3 +208,17 @@ def test_params_check_themselves():
         options.LabelParams.from_dict({"dataset": "x", "overwrite": True})
     with pytest.raises(ValueError, match="mode"):
         options.LabelParams.from_dict({"dataset": "x", "mode": "guess"})
+
+
+def test_a_users_tempo_is_kept_and_the_measured_one_proposed(workspace):
+    from state.label import suggestions
+
+    ds = make_dataset(workspace, tracks=("click.wav",))
+    manifest.save_labels(ds, {"click.wav": {"bpm": 60}})  # the user counts it in half time
+    status, events = run_job(workspace, dataset=ds.name, mode="signal")
+    assert status == "completed" and sidecar(ds, "click.wav")["bpm"] == 60
+    (labeled,) = of_type(events, "labeled")
+    assert labeled["suggested"]["bpm"] == 120 and labeled["confidence"]["bpm"] > 0.5
+    (row, s), = [(r, s) for r, s in suggestions.pending(ds.dir, manifest.read_manifest(ds)) if s.field == "bpm"]
+    assert s.value == 120 and "your value 60 was kept" in s.reason
+    assert "suggestions to review" in of_type(events, "summary")[0]["message"]

@@ -94,3 +94,43 @@ def test_panel_imports_no_heavy_libraries():
             "assert not heavy, heavy")
     proc = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_suggestions_accept_with_one_click_and_tempo_halves(page_ws):
+    from state.label import suggestions
+
+    ds = manifest.open_dataset("songs")
+    manifest.save_labels(ds, {"song.wav": {"bpm": 132, "caption": "a drone"}}, labeled_by="dsp")
+    suggestions.replace_track(ds.dir, "song.wav", [
+        suggestions.Suggestion("keyscale", "A minor", "dsp", "measured with confidence 0.41, below the 0.50 needed "
+                               "to write it", 0.41)])
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    shown = "\n".join(str(m.value) for m in at.markdown)
+    assert "keyscale **A minor**" in shown and "confidence 0.41" in shown
+    at.button(key="data_sug_ok_0").click().run()
+    assert not at.exception
+    side = json.loads((ds.source / "song.json").read_text())
+    assert side["keyscale"] == "A minor" and side["labeled_by"] == "user"  # accepted = the user's own edit
+    assert suggestions.load(ds.dir) == {}
+
+    at.button(key="data_bpm_half_song.wav").click().run()
+    assert not at.exception
+    assert json.loads((ds.source / "song.json").read_text())["bpm"] == 66
+
+
+def test_last_run_shows_notes_per_track_and_no_eta_from_a_failed_file(page_ws):
+    job_dir = page_ws / "jobs" / "label-done"
+    job_dir.mkdir(parents=True)
+    write_json(job_dir / "params.json", {"dataset": "songs", "mode": "signal"})
+    write_json(job_dir / "job.json", {"kind": "label", "pid": 999999, "create_time": 1.0, "started_at": time.time()})
+    with EventWriter(job_dir) as ev:
+        ev.emit("labeled", track="song.wav", fields={"duration": 11.0}, notes=["No steady beat was found, so bpm and "
+                                                                               "the time signature were left unset."])
+        ev.emit("summary", message="0 of 1 track(s) got new labels, 1 only their duration, 0 unchanged.")
+        ev.emit("end", status="completed")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    shown = texts(at) + "\n".join(str(m.value) for m in at.markdown)
+    assert "1 only their duration" in shown
+    assert "**song.wav**: No steady beat" in shown

@@ -1,4 +1,4 @@
-"""Signal labels (trainer/label/signal.py): librosa on synthetic audio whose answer is known."""
+"""Signal labels (trainer/label/signal.py, key.py, rhythm.py) on synthetic audio whose answer is known."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,27 +7,41 @@ import soundfile as sf
 
 from state.dataset.labels import normalise_labels
 from trainer.dataset.audio import AudioDecodeError
-from trainer.label.signal import MINOR_PROFILE, estimate_key, signal_labels
+from trainer.label import rhythm
+from trainer.label.key import pitch_class, spell
+from trainer.label.signal import signal_labels
 
-from label_kit import A_MINOR, chord_loop, click_track
+from label_kit import A_MINOR, chord_loop, click_track, metre_piece
 
 
-def test_click_track_at_120_bpm_reads_120(tmp_path):
+def test_click_track_at_120_bpm_reads_120_and_has_no_key(tmp_path):
     res = signal_labels(click_track(tmp_path / "click.wav", bpm=120.0, seconds=12.0))
     assert abs(res.labels["bpm"] - 120) <= 2
+    assert res.measured["bpm"].confidence > 0.5
+    assert sorted(res.measured["bpm"].alternatives) == pytest.approx([60, 240], abs=2)  # the ½× / 2× offers
     assert "keyscale" not in res.labels  # clicks have no key: left unset, with a note saying so
     assert any("key" in n for n in res.notes)
 
 
-def test_click_track_at_96_bpm(tmp_path):
-    res = signal_labels(click_track(tmp_path / "click96.wav", bpm=96.0, seconds=12.0))
-    assert abs(res.labels["bpm"] - 96) <= 2
-
-
-def test_chord_loop_in_a_minor_reads_a_minor(tmp_path):
+def test_chord_loop_in_a_minor_reads_a_minor_with_a_confidence(tmp_path):
     res = signal_labels(chord_loop(tmp_path / "am.wav", A_MINOR))
     assert res.labels["keyscale"] == "A minor"
+    assert 0.5 < res.measured["keyscale"].confidence <= 1.0
     assert normalise_labels(res.labels)[0]["keyscale"] == "A minor"  # already canonical
+
+
+@pytest.mark.parametrize("bpm,beats,sub,expect", [(100, 3, 2, "3"), (112, 4, 2, "4"), (80, 2, 3, "6")])
+def test_metre_and_tempo_of_a_counted_pulse(tmp_path, bpm, beats, sub, expect):
+    res = signal_labels(metre_piece(tmp_path / f"m{beats}{sub}.wav", bpm, beats, sub))
+    assert res.labels["bpm"] == pytest.approx(bpm, rel=0.04)
+    assert res.labels.get("timesignature") == expect, res.detail
+    assert res.labels["keyscale"] == "C major"
+
+
+def test_slow_beat_with_passing_ticks_is_not_doubled(tmp_path):
+    """Chords change every beat at 66 bpm with ticks between: the beat is 66, not the 132 of the ticks."""
+    res = signal_labels(metre_piece(tmp_path / "slow.wav", 66, 4, 2, seconds=18.0))
+    assert res.labels["bpm"] == pytest.approx(66, rel=0.04), res.detail
 
 
 def test_duration_is_the_files_exact_length(tmp_path):
@@ -39,16 +53,20 @@ def test_duration_is_the_files_exact_length(tmp_path):
     assert normalise_labels(res.labels)[0]["duration"] == 12.35  # stored to 10 ms, like every duration
 
 
-def test_silence_leaves_tempo_and_key_unset(tmp_path):
+def test_silence_leaves_tempo_key_and_metre_unset(tmp_path):
     sf.write(tmp_path / "s.wav", np.zeros(44100 * 11, dtype=np.float32), 44100)
     res = signal_labels(tmp_path / "s.wav")
     assert set(res.labels) == {"duration"}
-    assert len(res.notes) == 2
+    assert len(res.notes) == 2 and any("No steady beat" in n for n in res.notes)
 
 
-def test_estimate_key_on_the_profiles_themselves():
-    assert estimate_key(np.roll(MINOR_PROFILE, 9)) == ("A minor", pytest.approx(1.0))
-    assert estimate_key(np.ones(12))[0] is None
+def test_key_names_and_tempo_candidates():
+    assert [spell(pitch_class(n), "major") for n in ("C#", "Gb", "A#")] == ["Db major", "F# major", "Bb major"]
+    assert spell(pitch_class("Ab"), "minor") == "G# minor"
+    # a tracker at 120 offers every octave; the prior alone (flat salience) prefers the one nearest PRIOR_BPM
+    flat = np.ones(4000)
+    bpms = [round(b) for b, _ in rhythm.score_candidates([120.0], flat, flat)]
+    assert sorted(bpms) == [40, 60, 80, 120, 180, 240] and bpms[0] in (80, 120)
 
 
 def test_undecodable_file_raises_a_named_error(tmp_path):

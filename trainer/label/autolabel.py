@@ -1,12 +1,15 @@
 """Job kind "label": Auto-label a dataset (`python trainer/run.py label --job-dir jobs/<id>`).
 
 params.json is a state.label.options.LabelParams. For each chosen track, in manifest order:
-  1. signal labels (librosa: duration, bpm, key) when the mode includes them;
+  1. signal labels (trainer/label/signal.py: duration, bpm, key, time signature, each with a
+     confidence) when the mode includes them;
   2. LM labels (audio -> 5 Hz codes -> ACE-Step LM -> caption, language, time signature, lyrics)
      when the mode includes them and the LM and audio tokenizer are on this machine;
-  3. merge: measured values win where both exist (the file's duration is exact; bpm and key are
-     measured), the LM fills the rest; then state.label.policy.plan_edits applies the write policy;
-  4. write sidecar then manifest (state.dataset.manifest.save_labels) before the next track starts.
+  3. merge (state.label.policy.merge): confident measured values are written, unconfident ones and
+     the loser of a signal/LM disagreement become suggestions; then state.label.policy.plan_edits
+     applies the user-edit policy (a user's own value is never overwritten);
+  4. write sidecar then manifest (state.dataset.manifest.save_labels), then the track's suggestions
+     (state.label.suggestions), before the next track starts.
 A track that fails gives a `warning` naming its file and the batch goes on; a stop request is
 honoured between tracks. Events: start, phase(name=label, done, total, eta_s), labeled, warning, summary.
 """
@@ -20,23 +23,22 @@ from state import settings
 from state.dataset.labels import normalise_labels
 from state.dataset.manifest import open_dataset, read_manifest, save_labels, scan
 from state.dataset.sidecar import read_sidecar, sidecar_path
+from state.label import suggestions
 from state.label.options import LabelParams, availability
-from state.label.policy import has_labels, plan_edits
+from state.label.policy import MEASURED_FIELDS, Measured, has_labels, merge, plan_edits
+from state.label.suggestions import Suggestion
 
 
 @dataclass
 class TrackResult:
-    proposed: dict = field(default_factory=dict)   # clean values
+    measured: dict = field(default_factory=dict)   # field -> state.label.policy.Measured (raw values)
+    heard: dict = field(default_factory=dict)      # field -> the LM's raw value
+    proposed: dict = field(default_factory=dict)   # clean values to write (after merge)
     sources: dict = field(default_factory=dict)    # field -> dsp | lm
+    suggestions: list[Suggestion] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     lm_empty: str | None = None                    # the LM ran but gave nothing usable: what it said, in words
     genres: str | None = None
-
-    def offer(self, values: dict, source: str) -> None:
-        """Add values a better source has not already given."""
-        for k, v in values.items():
-            if k not in self.proposed:
-                self.proposed[k], self.sources[k] = v, source
 
 
 class LMLabeler:
@@ -69,7 +71,7 @@ class LMLabeler:
 
         budget = seconds_budget(self.lm, self.p.max_new_tokens)
         audio = load_audio(audio_path, max_seconds=budget, target_sr=self.codec.sample_rate)
-        out.offer({"duration": round(audio.source_seconds, 3)}, "dsp")  # exact, whatever the LM says
+        out.measured.setdefault("duration", Measured(round(audio.source_seconds, 3)))  # exact, whatever the LM says
         if audio.seconds < audio.source_seconds:
             out.notes.append(f"The LM heard only the first {audio.seconds:.0f} s of {audio.source_seconds:.0f} s "
                              f"(its context is {self.lm.context} tokens, 5 codes per second).")
@@ -77,8 +79,7 @@ class LMLabeler:
         text = understand(self.lm, codes, self.p.max_new_tokens, self.p.temperature, self.p.top_p, seed,
                           stop_at_think_end=not self.p.lyrics)
         answer = parse_answer(text)
-        labels = {k: v for k, v in answer.labels.items() if self.p.lyrics or k != "lyrics"}
-        out.offer(labels, "lm")
+        out.heard = {k: v for k, v in answer.labels.items() if self.p.lyrics or k != "lyrics"}
         out.genres = answer.genres
         out.notes += answer.notes
         if not answer.usable:
@@ -97,14 +98,28 @@ def label_track(row: dict, p: LabelParams, lm: LMLabeler | None, seed: int) -> T
     out = TrackResult()
     if p.uses_signal:
         sig = signal_labels(row["audio"])
-        out.offer(sig.labels, "dsp")
+        out.measured.update(sig.measured)
         out.notes += sig.notes
     if lm is not None:
         lm.describe(Path(row["audio"]), seed, out)
-    clean, problems = normalise_labels(out.proposed)  # e.g. a 6 s file's duration is outside 10-600 s
-    out.notes += problems
-    out.proposed = clean
+    measured, problems = _clean_measured(out.measured)  # e.g. a 6 s file's duration is outside 10-600 s
+    # the file's own length is exact: the LM's guess at it is never used, even where the file is too
+    # short or long for ACE-Step and no duration is written at all
+    heard, lm_problems = normalise_labels({k: v for k, v in out.heard.items() if k != "duration"})
+    out.notes += problems + [f"LM: {x}" for x in lm_problems]
+    merged = merge(measured, heard)
+    out.proposed, out.sources, out.suggestions = merged.proposed, merged.sources, merged.suggestions
     return out
+
+
+def _clean_measured(measured: dict) -> tuple[dict, list[str]]:
+    """Normalise measured values and their alternatives (out-of-range octaves are dropped)."""
+    clean, problems = normalise_labels({k: m.value for k, m in measured.items()})
+    out = {}
+    for k, v in clean.items():
+        alts = [a for a in (normalise_labels({k: x})[0].get(k) for x in measured[k].alternatives) if a is not None]
+        out[k] = Measured(v, measured[k].confidence, alts)
+    return out, problems
 
 
 def select_rows(rows: list[dict], p: LabelParams) -> list[dict]:
@@ -113,12 +128,22 @@ def select_rows(rows: list[dict], p: LabelParams) -> list[dict]:
     return [r for r in rows if not has_labels(read_sidecar(sidecar_path(Path(r["audio"]))).data)]
 
 
-def write_track(ds, row: dict, res: TrackResult, p: LabelParams) -> tuple[dict, str | None]:
-    """Apply the write policy and save; returns (fields written, labeled_by recorded or None)."""
+def write_track(ds, row: dict, res: TrackResult, p: LabelParams, job: str) -> tuple[dict, str | None]:
+    """Apply the write policy and save, then the track's suggestions; returns (fields written,
+    labeled_by recorded or None). A measured value the user-edit policy kept from being written is
+    proposed instead (the user's value stays; the page shows what was measured)."""
     sc = read_sidecar(sidecar_path(Path(row["audio"])))
     edits, by = plan_edits(sc.data, res.proposed, res.sources, p.protect_user)
     if edits:
         save_labels(ds, {row["id"]: edits}, labeled_by=by)  # raises SidecarError for a broken sidecar
+    have = sc.data or {}
+    for k, v in res.proposed.items():
+        if k in MEASURED_FIELDS and k not in edits and have.get(k) not in (None, "", v) and res.sources[k] == "dsp":
+            m = res.measured.get(k)
+            res.suggestions.append(Suggestion(k, v, "dsp", f"your value {have[k]} was kept",
+                                              m.confidence if m else None, m.alternatives if m else []))
+    res.suggestions = [s for s in res.suggestions if s.value != {**have, **edits}.get(s.field)]
+    suggestions.replace_track(ds.dir, row["id"], res.suggestions, job=job)
     return edits, by
 
 
@@ -137,8 +162,8 @@ def job_label(ctx, args) -> str:
             if p.mode == "lm":
                 raise
             ctx.emit("warning", message=f"LM labels skipped: {exc} Signal labels still run.")
-    counts = {"labelled": 0, "unchanged": 0, "failed": 0, "lm_empty": 0}
-    t0 = time.time()
+    counts = {"labelled": 0, "duration_only": 0, "unchanged": 0, "failed": 0, "lm_empty": 0, "suggested": 0}
+    timed = []  # seconds per track that was labelled: a file that fails at once says nothing of the rest
     ctx.phase("label", 0, len(todo), None)
     status = "completed"
     for i, row in enumerate(todo):
@@ -146,31 +171,42 @@ def job_label(ctx, args) -> str:
             status = "stopped"
             break
         name = Path(row["audio"]).name
+        t0 = time.time()
         try:
             res = label_track(row, p, lm, p.seed + i)
-            edits, by = write_track(ds, row, res, p)
+            edits, by = write_track(ds, row, res, p, ctx.job_dir.name)
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
             counts["failed"] += 1
             ctx.emit("warning", message=f"{name}: not labelled: {exc}", track=row["id"])
         else:
-            counts["labelled" if edits else "unchanged"] += 1
+            timed.append(time.time() - t0)
+            counts["labelled" if set(edits) - {"duration"} else "duration_only" if edits else "unchanged"] += 1
             counts["lm_empty"] += res.lm_empty is not None
+            counts["suggested"] += bool(res.suggestions)
             ctx.emit("labeled", track=row["id"], fields=edits, labeled_by=by,
-                     kept=sorted(set(res.proposed) - set(edits)), genres=res.genres, notes=res.notes)
+                     kept=sorted(set(res.proposed) - set(edits)), genres=res.genres, notes=res.notes,
+                     confidence={k: round(m.confidence, 2) for k, m in res.measured.items() if k in MEASURED_FIELDS},
+                     suggested={s.field: s.value for s in res.suggestions})
             if res.lm_empty:
                 ctx.emit("warning", message=f"{name}: {res.lm_empty}", track=row["id"])
         done = i + 1
-        elapsed = time.time() - t0
-        ctx.phase("label", done, len(todo), round(elapsed / done * (len(todo) - done), 1))
+        eta = round(sum(timed) / len(timed) * (len(todo) - done), 1) if timed else None
+        ctx.phase("label", done, len(todo), eta)
     ctx.emit("summary", **counts, total=len(todo), message=_summary_text(counts, len(todo), status))
     return status
 
 
 def _summary_text(c: dict, total: int, status: str) -> str:
-    parts = [f"{c['labelled']} of {total} track(s) got new labels", f"{c['unchanged']} unchanged"]
+    parts = [f"{c['labelled']} of {total} track(s) got new labels"]
+    if c["duration_only"]:
+        parts.append(f"{c['duration_only']} only their duration")
+    parts.append(f"{c['unchanged']} unchanged")
     if c["failed"]:
         parts.append(f"{c['failed']} failed (see the warnings)")
     text = ", ".join(parts) + "."
+    if c["suggested"]:
+        text += (f" {c['suggested']} track(s) have suggestions to review (values measured with low confidence, "
+                 "or where the signal and the LM disagree).")
     if c["lm_empty"]:
         text += (f" The LM gave nothing usable for {c['lm_empty']} track(s); check that the LM folder holds a "
                  "released ACE-Step 5 Hz LM (a random or wrong model answers gibberish).")
