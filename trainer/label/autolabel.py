@@ -154,6 +154,15 @@ def job_label(ctx, args) -> str:
     todo = select_rows(rows, p)
     ctx.emit("start", kind="label", dataset=ds.name, tracks=len(todo), skipped=len(rows) - len(todo),
              options=p.to_dict())
+    if p.uses_lm:  # the LM path puts the VAE, the audio tokenizer and the LM on the GPU: hold its lease
+        from trainer.model.load import pick_device_dtype
+
+        with ctx.gpu_lease(pick_device_dtype()[0]):
+            return _label_all(ctx, p, ds, todo)
+    return _label_all(ctx, p, ds, todo)
+
+
+def _label_all(ctx, p: LabelParams, ds, todo: list[dict]) -> str:
     lm = None
     if p.uses_lm:
         try:
