@@ -45,7 +45,7 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def _explain(path: Path, exc: OSError) -> str:
     if is_disk_full(exc):
-        return f"Could not save {path}: {disk_full_message(path)}. The previous version is unchanged."
+        return f"Could not save {path}: the disk is full ({disk_full_message(path.parent)}). The previous version is unchanged."
     if exc.errno == errno.ENAMETOOLONG:
         return (f"Could not save {path}: the name is longer than the file system allows ({NAME_MAX} bytes). "
                 "Rename the file shorter and try again; nothing was changed.")
@@ -147,7 +147,7 @@ def parse_json(path: Path, raw: bytes, **kw: Any) -> Any:
     try:
         obj = json.loads(text, **kw)
     except json.JSONDecodeError as exc:
-        raise DamagedFile(path, f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise DamagedFile(path, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except RecursionError:
         raise DamagedFile(path, f"nested more than {MAX_JSON_DEPTH} levels deep") from None
     if json_depth(obj) > MAX_JSON_DEPTH:
