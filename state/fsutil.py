@@ -270,7 +270,7 @@ def write_failures() -> list[str]:
         items = list(_write_failures.items())
     out = []
     for dev, (path, msg) in items:
-        if _has_room(path):
+        if has_room(path):
             with _failures_lock:
                 _write_failures.pop(dev, None)
         else:
@@ -278,7 +278,8 @@ def write_failures() -> list[str]:
     return out
 
 
-def _has_room(path: Path, need: int = 1 << 20) -> bool:
+def has_room(path: Path, need: int = 256 << 10) -> bool:
+    """Whether the file system holding `path` (or its nearest existing parent) has `need` bytes free."""
     for p in (path, *path.parents):
         try:
             return shutil.disk_usage(p).free >= need

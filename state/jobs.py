@@ -7,7 +7,6 @@ to know about a job is derived from those files plus a liveness check of the rec
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +20,7 @@ import psutil
 
 from state import events as ev
 from state import paths
-from state.fsutil import disk_full_message, note_write_failure, read_json_object, write_json
+from state.fsutil import disk_full_message, has_room, note_write_failure, read_json_object, write_json
 
 JOB_FILE = "job.json"
 LOG_FILE = "log.txt"
@@ -314,7 +313,7 @@ def _end_detail(end: dict) -> str:
 
 def _died_detail(job_dir: Path, last: dict | None) -> str:
     parts = ["The job's process is gone without saying it finished (killed, crashed, or the machine restarted)."]
-    if _disk_is_full(job_dir):
+    if not has_room(job_dir):
         parts.append(f"The disk is full ({disk_full_message(job_dir)}): that is the likely reason. "
                      "Free space, then resume.")
     if last:
@@ -326,13 +325,6 @@ def _died_detail(job_dir: Path, last: dict | None) -> str:
     if lines:
         parts.append("Last log lines:\n" + "\n".join(lines))
     return "\n".join(parts)
-
-
-def _disk_is_full(path: Path, need: int = 1 << 20) -> bool:
-    try:
-        return shutil.disk_usage(path).free < need
-    except OSError:
-        return False
 
 
 def reconcile(job_dir: Path) -> JobStatus:

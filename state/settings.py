@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from state import jobs, paths
-from state.fsutil import read_json, write_json
+from state.fsutil import read_json_object, write_json
 from state.model.catalog import DEMO_MODEL_ID, KNOWN_MODELS, local_dir_name
 
 SETTINGS_FILE = "settings.json"
@@ -19,7 +19,7 @@ ALLOWED = {"model_id", "space_pause_when_done", "space_sleep_time_s", "space_idl
 
 
 def load() -> dict:
-    data = read_json(paths.root() / SETTINGS_FILE, default={}) or {}
+    data, _damaged = read_json_object(paths.root() / SETTINGS_FILE)  # damaged: defaults, never a crash
     return {k: v for k, v in data.items() if k in ALLOWED}
 
 

@@ -7,6 +7,7 @@ the events file, signal handling, the `error` event with a hint, and the closing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import time
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         except StopNow:
             status = "stopped"
         except BaseException as exc:  # noqa: BLE001 - every failure must end with an `error` event
-            traceback.print_exc()
+            with contextlib.suppress(OSError):  # log.txt is on the same (maybe full) disk
+                traceback.print_exc()
             _emit_last(events, "error", message=f"{type(exc).__name__}: {exc}", hint=hint_for(exc),
                        traceback=traceback.format_exc(limit=20))
             status = "failed"
@@ -85,7 +87,8 @@ def _emit_last(events: EventWriter, event_type: str, **fields) -> None:
     try:
         events.emit(event_type, **fields)
     except OSError as exc:
-        print(f"could not record the {event_type} event: {exc}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            print(f"could not record the {event_type} event: {exc}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
