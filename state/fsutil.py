@@ -83,6 +83,43 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
                 os.unlink(tmp)
 
 
+def atomic_write_many(items: list[tuple[Path, bytes]]) -> None:
+    """atomic_write_bytes for many files at once: each file is replaced whole, and all of them are
+    made durable by one flush (os.sync) instead of one fsync each, which on a slow disk is the
+    difference between seconds and many minutes for a 20,000-track label import."""
+    if len(items) <= 1:
+        for path, data in items:
+            atomic_write_bytes(path, data)
+        return
+    staged: list[tuple[str, Path]] = []
+    current = Path(items[0][0])
+    try:
+        for path, data in items:
+            current = Path(path)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(current.name), suffix=".tmp", dir=current.parent)
+            staged.append((tmp, current))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        os.sync()
+        while staged:
+            tmp, current = staged[0]
+            os.replace(tmp, current)
+            staged.pop(0)
+    except OSError as exc:
+        raise SaveError(exc.errno, _explain(current, exc)) from exc
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    for folder in {Path(p).parent for p, _ in items}:
+        with contextlib.suppress(OSError):
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -19,8 +19,8 @@ from typing import Iterable
 from state import paths
 from state.dataset.labels import LABEL_FIELDS, normalise_labels
 from state.dataset.probe import Probe, audio_extensions, probe
-from state.dataset.sidecar import SidecarError, read_sidecar, sidecar_path, write_labels
-from state.fsutil import SaveError, atomic_write_text, locked, read_json, write_json
+from state.dataset.sidecar import SidecarError, prepare_labels, read_sidecar, sidecar_path
+from state.fsutil import SaveError, atomic_write_many, atomic_write_text, locked, read_json, write_json
 
 MANIFEST = "manifest.jsonl"
 DATASET_FILE = "dataset.json"
@@ -231,10 +231,22 @@ def build_row(ds: Dataset, audio: Path, previous: dict | None = None) -> dict:
         "labeled_by": by if isinstance(by, str) and by in ("user", "dsp", "lm") else None,
         "sidecar": sc.path.name if sc.exists else None,
         "updated_at": time.time(),
-        "_probe": {**pr.to_dict(), "problems": pr.problems},
+        "_probe": pr.to_dict(),
         "_sidecar_sig": list(sc.signature) if sc.signature else None,
+        "_base": problems,  # this file's own problems; duplicate flags are added per scan on top
     }
     _set_problems(row, problems)
+    return row
+
+
+def _unchanged(audio: Path, previous: dict | None) -> dict | None:
+    """The previous row again when neither the audio nor its sidecar changed since it was built
+    (two stats): a rescan of 20,000 unchanged files reads no file at all."""
+    if not previous or not isinstance(previous.get("_base"), list) or previous.get("_sidecar_sig") != \
+            _sidecar_signature(audio) or _cached_probe(audio, previous) is None:
+        return None
+    row = dict(previous)
+    _set_problems(row, previous["_base"])
     return row
 
 
@@ -284,9 +296,12 @@ def scan(ds: Dataset, progress=None) -> ScanResult:
         raise FileNotFoundError(f"The dataset folder {ds.source} is gone. Reconnect the drive or create the dataset again.")
     previous = {r["id"]: r for r in read_manifest(ds)}
     listing = list_folder(ds.source)
-    rows = []
+    rows, changed = [], len(listing.audio) != len(previous)
     for i, a in enumerate(listing.audio):
-        row = _guarded_row(ds, a, previous.get(printable(a.relative_to(ds.source).as_posix())))
+        before = previous.get(printable(a.relative_to(ds.source).as_posix()))
+        row = _unchanged(a, before)
+        if row is None:
+            row, changed = _guarded_row(ds, a, before), True
         rows.append(row)
         if progress:
             progress(i + 1, len(listing.audio), row["id"])
@@ -295,9 +310,10 @@ def scan(ds: Dataset, progress=None) -> ScanResult:
         with locked(ds.manifest_path):
             for i, (a, row) in enumerate(zip(listing.audio, rows)):
                 if "_probe" in row and row.get("_sidecar_sig") != _sidecar_signature(a):
-                    rows[i] = _guarded_row(ds, a, row)
+                    rows[i], changed = _guarded_row(ds, a, row), True
             _flag_duplicates(rows)
-            write_manifest(ds, rows)
+            if changed or [r["id"] for r in rows] != list(previous):
+                write_manifest(ds, rows)
     except SaveError as exc:
         _flag_duplicates(rows)
         result.notes.append(str(exc))
@@ -378,11 +394,17 @@ def save_labels(ds: Dataset, edits: dict[str, dict], labeled_by: str = "user",
         missing = [t for t in cleaned if t not in by_id]
         if missing:
             raise LabelError([f"{m} is not in the dataset any more; rescan the folder." for m in missing])
+        # every sidecar is prepared (and refused, if broken) before the first one is written
+        writes = [w for tid, labels in cleaned.items()
+                  for w in prepare_labels(Path(by_id[tid]["audio"]), labels, labeled_by, replace_broken)]
+        if len({path for path, _ in writes}) == len(writes):
+            atomic_write_many(writes)
+        else:  # two tracks share one sidecar (song.wav + song.flac): merge into it one after the other
+            for tid, labels in cleaned.items():
+                atomic_write_many(prepare_labels(Path(by_id[tid]["audio"]), labels, labeled_by, replace_broken))
         updated = []
-        for tid, labels in cleaned.items():
-            row = by_id[tid]
-            write_labels(Path(row["audio"]), labels, labeled_by, replace_broken=replace_broken)
-            new = build_row(ds, Path(row["audio"]), row)
+        for tid in cleaned:
+            new = _guarded_row(ds, Path(by_id[tid]["audio"]), by_id[tid])
             by_id[tid] = new
             updated.append(new)
         rows = [by_id[r["id"]] for r in rows]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,8 @@ class Probe:
     problems: list[dict] = field(default_factory=list)  # {"level": "error"|"warning", "text": ...}
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # by hand: dataclasses.asdict deep-copies every field, a visible cost over 20,000 files
+        return {f: getattr(self, f) for f in _FIELDS} | {"problems": [dict(x) for x in self.problems]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Probe":
@@ -102,38 +103,39 @@ def probe(path: Path, analyse_s: float = MAX_TRAIN_S, name: str | None = None) -
         except OSError as exc:
             return err(why_unreadable(path, exc).replace(path.name, name, 1))
         try:
-            info = sf.info(fh)
+            snd = sf.SoundFile(fh)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
             return err(f"{name} cannot be decoded as audio ({_decode_words(exc)}). It may be truncated, corrupt "
                        "or not audio at all: re-export it as WAV or FLAC, or remove it.")
-        p.sample_rate, p.channels, p.frames = int(info.samplerate), int(info.channels), int(info.frames)
-        p.format = f"{info.format} {info.subtype}"
-        if p.channels < 1:
-            return err(f"{name} has no audio channels. Re-export it as mono or stereo.")
-        if p.frames <= 0 or p.sample_rate <= 0:
-            return err(f"{name} contains no audio (0 samples). Re-export it, or remove it from the dataset.")
-        p.seconds = p.frames / p.sample_rate
-        if not RATE_RANGE[0] <= p.sample_rate <= RATE_RANGE[1]:
-            return err(f"{name} claims a sample rate of {p.sample_rate:,} Hz, which no music file has (usable: "
-                       f"{RATE_RANGE[0] // 1000}–{RATE_RANGE[1] // 1000} kHz; ACE-Step works at 48 kHz). Its header "
-                       "is damaged or it was exported wrongly: re-export it at 44.1 or 48 kHz.")
-        if p.channels > MAX_CHANNELS:
-            return err(f"{name} claims {p.channels} channels; its header is damaged. Re-export it as stereo.")
-        per_sample = _PCM_BYTES.get(info.subtype) if info.format not in _COMPRESSED else None
-        if per_sample and p.frames * p.channels * per_sample > st.st_size * 1.01 + 4096:
-            held = st.st_size / (p.channels * per_sample * p.sample_rate)
-            return err(f"{name}'s header claims {_hms(p.seconds)} of audio, but the file holds at most "
-                       f"{_hms(held)}: the header is damaged or the file was cut short. Re-export or re-copy it.")
-        try:
-            fh.seek(0)
-            _scan_samples(fh, p, analyse_s)
-        except _ShortRead as exc:
-            if exc.read == 0:
-                return err(f"{name}'s header claims {_hms(p.seconds)} of audio, but none of it could be decoded "
-                           f"({exc.why}): the file is truncated or its header is damaged. Re-export or re-copy it.")
-            return err(f"{name}'s header claims {_hms(p.seconds)} of audio, but decoding stopped after "
-                       f"{_hms(exc.read / p.sample_rate)} ({exc.why}): the file is truncated or its header is "
-                       "damaged. Re-export or re-copy it.")
+        with snd:  # one decoder for the header and the samples: opening costs more than a short file's decode
+            p.sample_rate, p.channels, p.frames = int(snd.samplerate), int(snd.channels), int(snd.frames)
+            p.format = f"{snd.format} {snd.subtype}"
+            if p.channels < 1:
+                return err(f"{name} has no audio channels. Re-export it as mono or stereo.")
+            if p.frames <= 0 or p.sample_rate <= 0:
+                return err(f"{name} contains no audio (0 samples). Re-export it, or remove it from the dataset.")
+            p.seconds = p.frames / p.sample_rate
+            if not RATE_RANGE[0] <= p.sample_rate <= RATE_RANGE[1]:
+                return err(f"{name} claims a sample rate of {p.sample_rate:,} Hz, which no music file has (usable: "
+                           f"{RATE_RANGE[0] // 1000}–{RATE_RANGE[1] // 1000} kHz; ACE-Step works at 48 kHz). Its "
+                           "header is damaged or it was exported wrongly: re-export it at 44.1 or 48 kHz.")
+            if p.channels > MAX_CHANNELS:
+                return err(f"{name} claims {p.channels} channels; its header is damaged. Re-export it as stereo.")
+            per_sample = _PCM_BYTES.get(snd.subtype) if snd.format not in _COMPRESSED else None
+            if per_sample and p.frames * p.channels * per_sample > st.st_size * 1.01 + 4096:
+                held = st.st_size / (p.channels * per_sample * p.sample_rate)
+                return err(f"{name}'s header claims {_hms(p.seconds)} of audio, but the file holds at most "
+                           f"{_hms(held)}: the header is damaged or the file was cut short. Re-export or re-copy it.")
+            try:
+                _scan_samples(snd, p, analyse_s)
+            except _ShortRead as exc:
+                if exc.read == 0:
+                    return err(f"{name}'s header claims {_hms(p.seconds)} of audio, but none of it could be "
+                               f"decoded ({exc.why}): the file is truncated or its header is damaged. Re-export or "
+                               "re-copy it.")
+                return err(f"{name}'s header claims {_hms(p.seconds)} of audio, but decoding stopped after "
+                           f"{_hms(exc.read / p.sample_rate)} ({exc.why}): the file is truncated or its header is "
+                           "damaged. Re-export or re-copy it.")
     p.ok = True
 
     if p.channels > 2:
@@ -160,29 +162,31 @@ def probe(path: Path, analyse_s: float = MAX_TRAIN_S, name: str | None = None) -
     return p
 
 
+_FIELDS = tuple(f.name for f in fields(Probe) if f.name != "problems")
+
+
 class _ShortRead(Exception):
     def __init__(self, read: int, why: str):
         super().__init__(why)
         self.read, self.why = read, why
 
 
-def _scan_samples(fh, p: Probe, analyse_s: float) -> None:
+def _scan_samples(f: sf.SoundFile, p: Probe, analyse_s: float) -> None:
     limit = int(min(p.frames, analyse_s * p.sample_rate))
     peak, sumsq, n, nan, clipped = 0.0, 0.0, 0, 0, 0
     read = 0
     try:
-        with sf.SoundFile(fh) as f:
-            for block in f.blocks(blocksize=1 << 18, dtype="float32", always_2d=True, frames=limit):
-                read += len(block)
-                bad = ~np.isfinite(block)
-                if bad.any():
-                    nan += int(bad.sum())
-                    block = np.where(bad, 0.0, block)
-                a = np.abs(block)
-                peak = max(peak, float(a.max(initial=0.0)))
-                sumsq += float(np.square(block, dtype=np.float64).sum())
-                clipped += int((a >= CLIP_LEVEL).sum())
-                n += block.size
+        for block in f.blocks(blocksize=1 << 18, dtype="float32", always_2d=True, frames=limit):
+            read += len(block)
+            bad = ~np.isfinite(block)
+            if bad.any():
+                nan += int(bad.sum())
+                block = np.where(bad, 0.0, block)
+            a = np.abs(block)
+            peak = max(peak, float(a.max(initial=0.0)))
+            sumsq += float(np.square(block, dtype=np.float64).sum())
+            clipped += int((a >= CLIP_LEVEL).sum())
+            n += block.size
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
         raise _ShortRead(read, _decode_words(exc)) from None
     if read == 0:

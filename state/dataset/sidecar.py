@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from state.dataset.labels import LABEL_FIELDS, MAX_CHARS
-from state.fsutil import (MAX_JSON_DEPTH, NAME_MAX, DamagedFile, atomic_write_bytes, atomic_write_text, dumps_exact, fit_name,
+from state.fsutil import (MAX_JSON_DEPTH, NAME_MAX, DamagedFile, atomic_write_bytes, dumps_exact, fit_name,
                           open_regular, parse_json, why_unreadable)
 
 # A label file is a few KB (the longest label, lyrics, is cut at MAX_CHARS["lyrics"] characters);
@@ -108,17 +108,28 @@ def write_labels(audio: Path, labels: dict, labeled_by: str | None, replace_brok
     A label set to None/"" is removed. Refuses to touch a broken sidecar unless replace_broken,
     in which case the broken bytes are kept as `<name>.json.broken-<time>` first.
     """
+    writes = prepare_labels(audio, labels, labeled_by, replace_broken)
+    for path, data in writes:
+        atomic_write_bytes(path, data)
+    return writes[-1][0]
+
+
+def prepare_labels(audio: Path, labels: dict, labeled_by: str | None,
+                   replace_broken: bool = False) -> list[tuple[Path, bytes]]:
+    """What write_labels would write, as (path, bytes) pairs (a backup first, if any), so many
+    tracks can be checked before anything is written and then written in one batch."""
     sc = read_sidecar(sidecar_path(audio))
     unresolved = [k for k in sc.ignored if k not in labels]
     if unresolved and not sc.broken:  # rewriting would silently keep one of the two values
         sc.problem = (f"{sc.path.name} has {', '.join(unresolved)} more than once; fix it in a text editor, or save "
                       "a value for it here, so neither copy is dropped without you choosing")
+    writes = []
     if sc.broken:
         if not replace_broken or sc.signature is None:  # not a readable file: nothing to back up safely
             raise SidecarError(sc.problem)
         backup = sc.path.with_name(fit_name(sc.path.name, f".broken-{int(time.time())}"))
         with open_regular(sc.path) as f:
-            atomic_write_bytes(backup, f.read())
+            writes.append((backup, f.read()))
     data = dict(sc.data or {})
     for key in LABEL_FIELDS:
         if key in labels:
@@ -128,5 +139,5 @@ def write_labels(audio: Path, labels: dict, labeled_by: str | None, replace_brok
                 data[key] = labels[key]
     if labeled_by:
         data["labeled_by"] = labeled_by
-    atomic_write_text(sc.path, dumps_exact(data, indent=2) + "\n")
-    return sc.path
+    writes.append((sc.path, (dumps_exact(data, indent=2) + "\n").encode("utf-8")))
+    return writes
