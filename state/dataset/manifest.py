@@ -26,6 +26,7 @@ MANIFEST = "manifest.jsonl"
 DATASET_FILE = "dataset.json"
 RESERVED = {MANIFEST, DATASET_FILE}
 _STATUSES = ("ok", "warning", "error")
+_IN_ROW = ("seconds", "sample_rate", "channels", "sha256", "size", "mtime", "problems")  # not kept twice
 PROBE_FIELDS = ("seconds", "sample_rate", "channels", "sha256", "size", "mtime")
 
 
@@ -177,18 +178,26 @@ def _orphan_sidecars(ds: Dataset, listing: Listing) -> list[str]:
             for p in listing.sidecars if (p.parent, p.stem) not in stems and not (ds.dir == p.parent and p.name in RESERVED)]
 
 
-def _cached_probe(audio: Path, previous: dict | None) -> Probe | None:
-    """The previous scan's probe when the file is unchanged (same size and mtime), else None."""
-    if not previous or not isinstance(previous.get("_probe"), dict):
-        return None
+def _same_audio(audio: Path, previous: dict) -> bool:
     try:
         st = os.stat(audio)
     except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode) or previous.get("size") != st.st_size or previous.get("mtime") != st.st_mtime:
+        return False
+    return stat.S_ISREG(st.st_mode) and previous.get("size") == st.st_size and previous.get("mtime") == st.st_mtime
+
+
+def _cached_probe(audio: Path, previous: dict | None) -> Probe | None:
+    """The previous scan's probe when the file is unchanged (same size and mtime), else None.
+
+    The row keeps the probe's problems only once: they are the first `n_problems` of its own."""
+    cached = (previous or {}).get("_probe")
+    if not isinstance(cached, dict) or not _same_audio(audio, previous):
         return None
     try:
-        return Probe.from_dict(previous["_probe"])
+        if "n_problems" in cached:
+            cached = {**cached, **{k: previous.get(k) for k in _IN_ROW},
+                      "problems": _base_problems(previous)[:cached["n_problems"]]}
+        return Probe.from_dict(cached)
     except (TypeError, ValueError):
         return None  # a cached probe of another shape (an older version, a damaged line): probe again
 
@@ -231,9 +240,8 @@ def build_row(ds: Dataset, audio: Path, previous: dict | None = None) -> dict:
         "labeled_by": by if isinstance(by, str) and by in ("user", "dsp", "lm") else None,
         "sidecar": sc.path.name if sc.exists else None,
         "updated_at": time.time(),
-        "_probe": pr.to_dict(),
+        "_probe": {**{k: v for k, v in pr.to_dict().items() if k not in _IN_ROW}, "n_problems": len(pr.problems)},
         "_sidecar_sig": list(sc.signature) if sc.signature else None,
-        "_base": problems,  # this file's own problems; duplicate flags are added per scan on top
     }
     _set_problems(row, problems)
     return row
@@ -242,11 +250,11 @@ def build_row(ds: Dataset, audio: Path, previous: dict | None = None) -> dict:
 def _unchanged(audio: Path, previous: dict | None) -> dict | None:
     """The previous row again when neither the audio nor its sidecar changed since it was built
     (two stats): a rescan of 20,000 unchanged files reads no file at all."""
-    if not previous or not isinstance(previous.get("_base"), list) or previous.get("_sidecar_sig") != \
-            _sidecar_signature(audio) or _cached_probe(audio, previous) is None:
+    if not previous or "_flags" not in previous or not isinstance(previous.get("_probe"), dict) or \
+            previous.get("_sidecar_sig") != _sidecar_signature(audio) or not _same_audio(audio, previous):
         return None
     row = dict(previous)
-    _set_problems(row, previous["_base"])
+    _set_problems(row, _base_problems(previous))
     return row
 
 
@@ -272,15 +280,17 @@ def _guarded_row(ds: Dataset, audio: Path, previous: dict | None) -> dict:
 def _sidecar_signature(audio: Path) -> list | None:
     """What read_sidecar records as Sidecar.signature, from a stat alone."""
     try:
-        st = os.stat(sidecar_path(audio))
+        st = os.stat(os.path.splitext(audio)[0] + ".json")  # sidecar_path without pathlib's cost
     except (OSError, ValueError):
         return None
     return [st.st_ino, st.st_mtime_ns, st.st_size] if stat.S_ISREG(st.st_mode) else None
 
 
-def _set_problems(row: dict, problems: list[dict]) -> None:
+def _set_problems(row: dict, problems: list[dict], flags: int = 0) -> None:
+    """The row's problems: its own, then `flags` added by this scan (identical content, shared names)."""
     row["problems"] = [p["text"] for p in problems]
     row["problem_levels"] = [p["level"] for p in problems]
+    row["_flags"] = flags
     levels = set(row["problem_levels"])
     row["status"] = "error" if "error" in levels else "warning" if "warning" in levels else "ok"
 
@@ -337,11 +347,11 @@ def _flag_same_content(rows: list[dict]) -> None:
         if len(group) < 2:
             continue
         for r in group:
-            others = ", ".join(o["id"] for o in group if o is not r)
+            rest = [o["id"] for o in group if o is not r]
+            others = ", ".join(rest[:3]) + (f" and {len(rest) - 3:,} more" if len(rest) > 3 else "")
             text = (f"{Path(r['id']).name} is the same audio, byte for byte, as {others}; it would be trained on "
                     "more than once. Remove the extra copies (or keep them on purpose to weight that song).")
-            if text not in r.get("problems", []):
-                _set_problems(r, _problems_of(r) + [{"level": "warning", "text": text}])
+            _flag(r, text)
 
 
 def _flag_shared_basenames(rows: list[dict]) -> None:
@@ -355,8 +365,17 @@ def _flag_shared_basenames(rows: list[dict]) -> None:
         text = (f"{names} share the name '{Path(stem).name}', so {Path(stem).name}.json labels all of them. "
                 "Rename one of them if they are different songs, or remove the duplicate.")
         for r in group:
-            if text not in r.get("problems", []):
-                _set_problems(r, _problems_of(r) + [{"level": "warning", "text": text}])
+            _flag(r, text)
+
+
+def _base_problems(row: dict) -> list[dict]:
+    own = _problems_of(row)
+    return own[:len(own) - int(row.get("_flags") or 0)]
+
+
+def _flag(row: dict, text: str) -> None:
+    if text not in row.get("problems", []):
+        _set_problems(row, _problems_of(row) + [{"level": "warning", "text": text}], int(row.get("_flags") or 0) + 1)
 
 
 def _problems_of(row: dict) -> list[dict]:

@@ -269,3 +269,26 @@ def test_a_damaged_manifest_line_or_cached_probe_is_rebuilt(folder):
     ds.manifest_path.write_text(json.dumps(row) + "\n" + '{"id": 5}\n' + "[" * 5000 + "\n")
     _, rows, _ = scan(folder)
     assert rows["good.wav"]["status"] == "ok"
+
+
+# ---- 5. scale: a rescan reads only what changed -----------------------------------------------
+
+def test_an_unchanged_rescan_reads_no_file_and_drops_stale_flags(folder, monkeypatch):
+    (folder / "copy.wav").write_bytes((folder / "good.wav").read_bytes())
+    (folder / "good.json").write_text('{"caption": "kept"}')
+    ds, rows, _ = scan(folder)
+    assert "same audio" in only_problem(rows["good.wav"])
+    (folder / "copy.wav").unlink()
+    before = ds.manifest_path.stat().st_mtime_ns
+
+    def untouchable(*a, **kw):
+        raise AssertionError("an unchanged file was read again")
+
+    monkeypatch.setattr(manifest, "probe", untouchable)
+    monkeypatch.setattr(manifest, "read_sidecar", untouchable)
+    _, rows, _ = scan(folder)
+    assert rows["good.wav"]["status"] == "ok" and rows["good.wav"]["caption"] == "kept"
+    assert ds.manifest_path.stat().st_mtime_ns != before  # a file went away: the index changed
+    again = ds.manifest_path.stat().st_mtime_ns
+    scan(folder)
+    assert ds.manifest_path.stat().st_mtime_ns == again  # nothing changed: nothing written
