@@ -193,7 +193,11 @@ def request(job_dir: Path, flag: str) -> None:
         raise ValueError(f"unknown control flag {flag!r}; expected one of {FLAGS}")
     d = Path(job_dir) / CONTROL
     d.mkdir(parents=True, exist_ok=True)
-    (d / flag).write_text(str(time.time()))
+    try:
+        (d / flag).write_text(str(time.time()))
+    except OSError:
+        if not (d / flag).exists():  # on a full disk the empty file is still the flag: Stop works
+            raise
 
 
 def flag_set(job_dir: Path, flag: str) -> bool:
