@@ -45,7 +45,8 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def _explain(path: Path, exc: OSError) -> str:
     if is_disk_full(exc):
-        return f"Could not save {path}: the disk is full ({disk_full_message(path.parent)}). The previous version is unchanged."
+        return (f"Could not save {path}: the disk is full ({disk_full_message(path.parent)}). "
+                "The previous version is unchanged.")
     if exc.errno == errno.ENAMETOOLONG:
         return (f"Could not save {path}: the name is longer than the file system allows ({NAME_MAX} bytes). "
                 "Rename the file shorter and try again; nothing was changed.")
@@ -263,7 +264,8 @@ def why_unreadable(path: Path, exc: OSError) -> str:
     path = Path(path)
     name = path.name
     if isinstance(exc, NotAFile):
-        return f"{exc.strerror}: remove it or rename it so its name does not end in {path.suffix or 'an audio extension'}."
+        return (f"{exc.strerror}: remove it or rename it so its name does not end in "
+                f"{path.suffix or 'an audio extension'}.")
     if isinstance(exc, FileNotFoundError) and path.is_symlink():
         try:
             target = os.readlink(path)

@@ -67,7 +67,8 @@ def render(run_dir: Path, key: str) -> str:
     if st_.active and phase and phase.get("name") != "train":
         done, tot = _number(phase.get("done")) or 0, _number(phase.get("total")) or 0
         frac = min(1.0, done / tot) if tot else 0.0
-        st.progress(frac, text=f"{phase.get('name')}: {done:g}/{tot or '?'} · ETA {fmt.duration(_number(phase.get('eta_s')))}")
+        eta = fmt.duration(_number(phase.get("eta_s")))
+        st.progress(frac, text=f"{phase.get('name')}: {done:g}/{tot or '?'} · ETA {eta}")
     elif st_.active and total:
         st.progress(min(1.0, last.get("step", 0) / total), text=f"training · ETA {fmt.duration(last.get('eta_s'))}")
 

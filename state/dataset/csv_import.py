@@ -58,7 +58,8 @@ def import_csv(ds: Dataset, data: bytes, source_name: str = "labels.csv") -> Csv
     file_col = next((headers[c] for c in FILE_COLUMNS if c in headers), None)
     if file_col is None:
         report.add("no file column", f"{source_name} has no 'file' column (found: "
-                   f"{', '.join(headers.values())[:300] or 'none'}). Add a column named file with each track's file name.")
+                   f"{', '.join(headers.values())[:300] or 'none'}). "
+                   "Add a column named file with each track's file name.")
         return report
     label_cols = {f: headers[f] for f in LABEL_FIELDS if f in headers}
     if not label_cols:

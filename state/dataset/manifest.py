@@ -108,7 +108,8 @@ def read_manifest(ds: Dataset | Path) -> list[dict]:
                     continue  # a damaged index line is rebuilt by the next scan
                 if isinstance(row, dict) and isinstance(row.get("id"), str) and isinstance(row.get("audio"), str):
                     if not isinstance(row.get("problems"), list) or row.get("status") not in _STATUSES:
-                        row["problems"], row["status"] = ["This row of the index is damaged; rescan the folder."], "error"
+                        row["problems"] = ["This row of the index is damaged; rescan the folder."]
+                        row["status"] = "error"
                     rows.append(row)
     except (FileNotFoundError, UnicodeDecodeError):
         pass  # no index yet, or a damaged one: the next scan rebuilds it
@@ -175,7 +176,8 @@ def _orphan_sidecars(ds: Dataset, listing: Listing) -> list[str]:
     stems = {(p.parent, p.stem) for p in listing.audio}
     return [f"{printable(p.relative_to(ds.source).as_posix())} has no audio file with the same name next to it, "
             "so its labels are not used. Add the audio, rename the sidecar to match, or delete it."
-            for p in listing.sidecars if (p.parent, p.stem) not in stems and not (ds.dir == p.parent and p.name in RESERVED)]
+            for p in listing.sidecars
+            if (p.parent, p.stem) not in stems and not (ds.dir == p.parent and p.name in RESERVED)]
 
 
 def _same_audio(audio: Path, previous: dict) -> bool:
