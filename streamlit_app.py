@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-from state import device, jobs, paths, settings
+from state import device, fsutil, jobs, paths, settings
 from ui import fmt, gate, space_panel
 
 st.set_page_config(page_title="AceLoRA", page_icon="🎛️", layout="wide")
@@ -45,6 +45,8 @@ def sidebar() -> None:
 def _jobs() -> None:
     # its own fragment: the list stays current while the page itself sits still
     active = jobs.active_jobs()
+    for problem in fsutil.write_failures():  # once per file system, however many jobs hit it
+        st.error(problem)
     if not active:
         st.caption("No job running.")
     for j in active:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from state import jobs, paths, settings
-from state.fsutil import read_json
+from state.fsutil import read_json_object
 from state.listen import ab, votes
 from state.train import runs
 from ui import ab as ab_view
@@ -20,7 +20,7 @@ if not run_ids:
 # ---- RUN AND ADAPTER -----------------------------------------------------------------------
 run_id = st.selectbox("Run", run_ids, key="ab_run")
 run_dir = paths.run_dir(run_id)
-if settings.is_demo((read_json(run_dir / "config.json", default={}) or {}).get("model_id", "")):
+if settings.is_demo(str(read_json_object(run_dir / "config.json")[0].get("model_id", ""))):
     st.warning("This run trained the tiny demo model (random weights): both sides are noise, not music.")
 sources = ab.adapter_sources(run_dir)
 if sources:

@@ -12,6 +12,7 @@ from ui.dataset_panels import UPLOAD_TYPES
 
 TEXT_CELLS = ("caption", "lyrics", "keyscale")  # shown as "" rather than a grey "None" when unset
 STATUS_ICON = {"ok": "✅", "warning": "⚠️", "error": "❌"}
+TABLE_PAGE = 200  # rows per page of the label table
 
 st.title("Dataset")
 st.caption("Audio files plus optional same-name sidecars (`song.wav` + `song.json`). Labels are optional; "
@@ -64,7 +65,7 @@ def _notice_changes() -> None:
 
 
 _notice_changes()
-rows = manifest.read_manifest(ds)
+rows = panels.rows(ds)
 for note in result.notes:
     st.warning(note)
 
@@ -87,24 +88,30 @@ flagged = [r for r in rows if r["problems"]]
 if flagged or result.orphans:
     with st.expander(f"Problems ({len(flagged)} files, {len(result.orphans)} stray sidecars)",
                      expanded=s["error"] > 0):
-        for r in flagged:
+        for r in panels.page_of(flagged, key="data_problems_page", size=50, what="files"):
             st.markdown(f"**{STATUS_ICON[r['status']]} {r['id']}**")
             for text in r["problems"]:
                 st.markdown(f"- {text}")
-        for o in result.orphans:
+        for o in result.orphans[:50]:
             st.markdown(f"- ⚠️ {o}")
+        if len(result.orphans) > 50:
+            st.caption(f"…and {len(result.orphans) - 50:,} more stray sidecars.")
 
 autolabel.panel(ds)
 autolabel.suggestion_list(ds, rows)
 
 # ---- LABELS --------------------------------------------------------------------------------
 st.subheader("Labels")
+view = panels.page_of(rows, key="data_table_page", size=TABLE_PAGE, what="tracks")
+if len(view) < len(rows):
+    st.caption("Save before turning the page: unsaved edits stay on their page.")
 table = pd.DataFrame([{"status": STATUS_ICON[r["status"]], "id": r["id"],
                        **{k: r.get(k) if r.get(k) is not None or k not in TEXT_CELLS else "" for k in labels.LABEL_FIELDS},
                        "seconds": r.get("seconds"),
-                       "labeled_by": r.get("labeled_by")} for r in rows])
+                       "labeled_by": r.get("labeled_by")} for r in view])
 edited = st.data_editor(
-    table, hide_index=True, key=f"data_editor_{st.session_state.get('data_editor_gen', 0)}",
+    table, hide_index=True,
+    key=f"data_editor_{st.session_state.get('data_editor_gen', 0)}_{st.session_state.get('data_table_page', 1)}",
     disabled=["status", "id", "seconds", "labeled_by"],
     column_config={
         "caption": st.column_config.TextColumn("caption", width="large"),
@@ -117,7 +124,7 @@ edited = st.data_editor(
         "seconds": st.column_config.NumberColumn("seconds", format="%.1f"),
     },
 )
-changes = manifest.edits_from_table(rows, edited.to_dict("records"))
+changes = manifest.edits_from_table(view, edited.to_dict("records"))
 if st.button(f"Save {len(changes)} changed track(s)" if changes else "Save labels", key="data_save",
              type="primary", disabled=not changes):
     panels.save(ds, changes, f"Saved labels for {len(changes)} track(s).")
@@ -126,9 +133,9 @@ if msg := st.session_state.pop("data_saved", None):
 
 # ---- ONE TRACK -----------------------------------------------------------------------------
 st.subheader("Listen and edit one track")
-ids = [r["id"] for r in rows]
+ids = [r["id"] for r in view]  # the table's page: a 20,000-option list would be sent on every rerun
 tid = st.selectbox("Track", ids, key="data_track")
-row = next(r for r in rows if r["id"] == tid)
+row = next(r for r in view if r["id"] == tid)
 left, right = st.columns([1, 1])
 with left:
     if row["status"] != "error" or row.get("sample_rate"):
@@ -151,9 +158,7 @@ with st.expander("Import labels from a CSV"):
     st.caption("A `file` column with each track's file name, plus any of: " + ", ".join(labels.LABEL_FIELDS))
     csv_file = st.file_uploader("CSV file", type=["csv", "tsv", "txt"], key="data_csv")
     if csv_file is not None and st.button("Import labels", key="data_csv_go"):
-        report = import_csv(ds, csv_file.getvalue(), csv_file.name)
-        if report.updated:
-            st.success(f"Updated {len(report.updated)} track(s) from {csv_file.name}.")
-        for p in report.problems:
-            st.warning(p)
+        st.session_state["data_csv_report"] = import_csv(ds, csv_file.getvalue(), csv_file.name)
         st.session_state.pop("data_scan", None)
+    if report := st.session_state.get("data_csv_report"):
+        panels.csv_report(report)

@@ -7,25 +7,28 @@ import pandas as pd
 import streamlit as st
 
 from state import jobs, paths
-from state.fsutil import read_json
 from state.train import runs
 from ui import ab as ab_view
 from ui import charts, live
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _summary(run_dir: str, size: int, mtime: float, alive: bool) -> dict:
-    # Keyed by the events file's size, mtime and liveness: a finished run is parsed once, not per rerun.
-    return runs.summarize(Path(run_dir)).row()
+def _summary(run_dir: str, size: int, mtime: float, alive: bool, files: tuple) -> tuple[dict, str]:
+    # Keyed by the events file's size, mtime and liveness (and job.json/config.json's mtimes, so a
+    # damaged or repaired file shows at once): a finished run is parsed once, not per rerun.
+    s = runs.summary_or_damaged(Path(run_dir))
+    return s.row(), s.damaged
 
 
-def _row(d: Path) -> dict:
-    try:
-        s = (d / "events.jsonl").stat()
-        size, mtime = s.st_size, s.st_mtime
-    except FileNotFoundError:
-        size, mtime = 0, 0.0
-    return _summary(str(d), size, mtime, jobs.is_alive(d))
+def _row(d: Path) -> tuple[dict, str]:
+    stamps = []
+    for name in ("events.jsonl", "job.json", "config.json"):
+        try:
+            s = (d / name).stat()
+            stamps.append((s.st_size, s.st_mtime))
+        except OSError:
+            stamps.append((0, 0.0))
+    return _summary(str(d), *stamps[0], jobs.is_alive(d), tuple(stamps[1:]))
 
 
 st.title("Runs")
@@ -35,7 +38,11 @@ if not dirs:
     st.stop()
 
 # ---- ALL RUNS ------------------------------------------------------------------------------
-table = pd.DataFrame([_row(d) for d in dirs])
+summaries = [_row(d) for d in dirs]
+table = pd.DataFrame([row for row, _ in summaries])
+for row, damaged in summaries:
+    if damaged:
+        st.warning(f"**{row['run']}** is damaged: {damaged}")
 f1, f2 = st.columns([1, 3])
 status_filter = f1.multiselect("Status", sorted(table["status"].unique()), key="runs_status")
 text_filter = f2.text_input("Filter by run or model", key="runs_text")
@@ -57,7 +64,11 @@ tab_live, tab_cfg, tab_files, tab_samples = st.tabs(["Progress", "Config", "Chec
 with tab_live:
     status = live.render(run_dir, key="runs_live")
 with tab_cfg:
-    st.json(read_json(run_dir / "config.json", default={}) or {})
+    cfg, cfg_damaged = runs.read_config(run_dir)
+    if cfg_damaged:
+        st.error(cfg_damaged)
+    else:
+        st.json(cfg)
 with tab_files:
     ckpts = runs.checkpoints(run_dir)
     st.write(f"{len(ckpts)} checkpoint(s): " + ", ".join(p.name for p in ckpts) if ckpts else "No checkpoints.")
@@ -92,7 +103,7 @@ chosen = st.multiselect("Runs", [d.name for d in dirs], key="runs_compare")
 if len(chosen) >= 2:
     st.plotly_chart(charts.compare_figure({r: runs.load_series(paths.run_dir(r)) for r in chosen},
                                           log_y=st.toggle("Log scale", key="runs_cmp_log")), key="runs_cmp_fig")
-    diff = runs.config_diff({r: read_json(paths.run_dir(r) / "config.json", default={}) or {} for r in chosen})
+    diff = runs.config_diff({r: runs.read_config(paths.run_dir(r))[0] for r in chosen})
     if diff:
         st.dataframe(pd.DataFrame(diff), hide_index=True, width="stretch")
     else:

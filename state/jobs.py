@@ -20,14 +20,14 @@ import psutil
 
 from state import events as ev
 from state import paths
-from state.fsutil import read_json, write_json
+from state.fsutil import disk_full_message, has_room, note_write_failure, read_json_object, write_json
 
 JOB_FILE = "job.json"
 LOG_FILE = "log.txt"
 CONTROL = "control"
 READY_FLAG = "ready"  # written by the job once its signal handlers are installed
 FLAGS = ("stop", "save_now", "sample_now")
-TERMINAL = ("completed", "stopped", "failed", "died")
+TERMINAL = ("completed", "stopped", "failed", "died", "damaged")
 RUN_PY = Path(__file__).resolve().parent.parent / "trainer" / "run.py"
 
 
@@ -40,7 +40,7 @@ class JobStatus:
     started_at: float | None
     ended_at: float | None
     last_event: dict | None
-    detail: str = ""  # for died/failed: what we know (last event, last log lines)
+    detail: str = ""  # for died/failed/damaged: what we know (last event, last log lines, bad file)
 
     @property
     def job_id(self) -> str:
@@ -51,8 +51,32 @@ class JobStatus:
         return self.status in ("queued", "running")
 
 
+# job.json fields readers rely on, with the types a damaged file is checked against
+_INFO_TYPES = {"kind": (str,), "pid": (int, type(None)), "create_time": (int, float, type(None)),
+               "started_at": (int, float, type(None)), "launches": (int,), "events_offset": (int,)}
+
+
+def read_info(job_dir: Path) -> tuple[dict, str | None]:
+    """job.json and, when it is damaged, why (the dict is then {}, so every reader goes on)."""
+    path = Path(job_dir) / JOB_FILE
+    info, problem = read_json_object(path)
+    if problem:
+        return {}, problem
+    for key, types in _INFO_TYPES.items():
+        if key in info and (not isinstance(info[key], types) or isinstance(info[key], bool)):
+            return {}, f"{path} is damaged ({key} is {info[key]!r:.60}, not a {types[0].__name__})"
+    return info, None
+
+
 def job_info(job_dir: Path) -> dict:
-    return read_json(Path(job_dir) / JOB_FILE, default={}) or {}
+    return read_info(job_dir)[0]
+
+
+def events_size(job_dir: Path) -> int:
+    try:
+        return os.path.getsize(Path(job_dir) / ev.EVENTS_FILE)
+    except OSError:
+        return 0
 
 
 def launch(job_dir: Path, kind: str, extra_args: Iterable[str] = (), python: str | None = None,
@@ -76,6 +100,8 @@ def launch(job_dir: Path, kind: str, extra_args: Iterable[str] = (), python: str
         "started_at": time.time(),
         "host": socket.gethostname(),
         "launches": job_info(job_dir).get("launches", 0) + 1,
+        # events before this byte belong to earlier launches: an `end` there is not this launch's
+        "events_offset": events_size(job_dir),
     }
     write_json(job_dir / JOB_FILE, info)
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
@@ -99,16 +125,39 @@ def register_self(job_dir: Path, kind: str, argv: list[str]) -> None:
     writes its own job.json, so it is listed, watched and reconciled like any other.
 
     A job.json left by a dashboard launch is kept (the launcher fills in pid and create_time).
+    Either way, control flags written before this start (a stop meant for the last launch) are
+    cleared here, so whoever starts a job, it never obeys a stale flag.
     """
     info = job_info(job_dir)
     launched_for_us = info and (info.get("pid") in (None, os.getpid()))
     if launched_for_us or (info and process_of(job_dir) is not None):
+        clear_stale_flags(job_dir, info.get("started_at") or psutil.Process().create_time())
         return
     me = psutil.Process()
     write_json(Path(job_dir) / JOB_FILE, {
         "kind": kind, "argv": argv, "pid": me.pid, "create_time": me.create_time(), "started_at": time.time(),
         "host": socket.gethostname(), "launches": info.get("launches", 0) + 1 if info else 1, "headless": True,
+        "events_offset": events_size(job_dir),
     })
+    clear_stale_flags(job_dir, me.create_time())
+
+
+def clear_stale_flags(job_dir: Path, since: float) -> list[str]:
+    """Remove control flags (and the ready mark) older than `since`; returns the flags removed.
+
+    A flag is stale when it was written before this launch started; one written after (a stop
+    clicked while the job was still starting) is kept and obeyed.
+    """
+    removed = []
+    for flag in FLAGS + (READY_FLAG,):
+        f = Path(job_dir) / CONTROL / flag
+        try:
+            if f.stat().st_mtime < since - 0.05:
+                f.unlink()
+                removed.append(flag)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def _forget(proc: subprocess.Popen) -> None:
@@ -118,9 +167,9 @@ def _forget(proc: subprocess.Popen) -> None:
     threading.Thread(target=proc.wait, daemon=True).start()
 
 
-def process_of(job_dir: Path) -> psutil.Process | None:
+def process_of(job_dir: Path, info: dict | None = None) -> psutil.Process | None:
     """The job's live process, or None if it is gone, a zombie, or the pid was reused."""
-    info = job_info(job_dir)
+    info = job_info(job_dir) if info is None else info
     return live_process(info.get("pid"), info.get("create_time"))
 
 
@@ -148,7 +197,11 @@ def request(job_dir: Path, flag: str) -> None:
         raise ValueError(f"unknown control flag {flag!r}; expected one of {FLAGS}")
     d = Path(job_dir) / CONTROL
     d.mkdir(parents=True, exist_ok=True)
-    (d / flag).write_text(str(time.time()))
+    try:
+        (d / flag).write_text(str(time.time()))
+    except OSError:
+        if not (d / flag).exists():  # on a full disk the empty file is still the flag: Stop works
+            raise
 
 
 def flag_set(job_dir: Path, flag: str) -> bool:
@@ -227,32 +280,55 @@ def log_tail(job_dir: Path, n: int = 20) -> list[str]:
 def status(job_dir: Path) -> JobStatus:
     """Derive a job's status from its files and process, without changing anything."""
     job_dir = Path(job_dir)
-    info = job_info(job_dir)
+    info, damaged = read_info(job_dir)
+    if damaged:
+        return JobStatus(job_dir, "unknown", "damaged", None, None, None, None,
+                         f"{damaged}. Its other files are untouched; delete the folder if it is of no use, "
+                         "or restore job.json from a backup.")
     events_path = job_dir / ev.EVENTS_FILE
-    last = ev.last_event(events_path)
+    offset = info.get("events_offset")
+    # Only this launch's events count: an `end` from the launch before is not this launch's end.
+    last = ev.last_event(events_path, since=offset or 0)
     end = last if last and last.get("type") == "end" else None  # `end` is always a job's last write
     kind = info.get("kind", "unknown")
-    if end is not None and end.get("t", 0) >= info.get("started_at", 0) - 1:
-        return JobStatus(job_dir, kind, end.get("status", "completed"), info.get("pid"),
-                         info.get("started_at"), end.get("t"), last)
+    started = info.get("started_at")
+    if end is not None and (offset is not None or _num(end.get("t")) >= (started or 0) - 1):
+        return JobStatus(job_dir, kind, str(end.get("status", "completed")), info.get("pid"),
+                         started, _num(end.get("t")) or None, last, _end_detail(end))
     if not info:
         return JobStatus(job_dir, kind, "unknown", None, None, None, last)
-    alive = is_alive(job_dir)
-    if alive:
+    if offset is None and last is not None and _num(last.get("t")) < (started or 0) - 1:
+        last = None  # an old job.json without the offset: an event older than the launch is not its
+    if process_of(job_dir, info) is not None:
         queued = last is not None and last.get("type") == "queued"
         return JobStatus(job_dir, kind, "queued" if queued else "running", info.get("pid"),
-                         info.get("started_at"), None, last)
+                         started, None, last)
     if info.get("pid") is None:
-        return JobStatus(job_dir, kind, "running", None, info.get("started_at"), None, last,
-                         "starting")
-    return JobStatus(job_dir, kind, "died", info.get("pid"), info.get("started_at"), None, last,
+        return JobStatus(job_dir, kind, "running", None, started, None, last, "starting")
+    return JobStatus(job_dir, kind, "died", info.get("pid"), started, None, last,
                      _died_detail(job_dir, last))
+
+
+def _num(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
+
+
+def _end_detail(end: dict) -> str:
+    # reconcile wrote the reason a job died into its `end` once; every later reader shows it
+    msg = end.get("message")
+    return msg if isinstance(msg, str) else ""
 
 
 def _died_detail(job_dir: Path, last: dict | None) -> str:
     parts = ["The job's process is gone without saying it finished (killed, crashed, or the machine restarted)."]
+    if not has_room(job_dir):
+        parts.append(f"The disk is full ({disk_full_message(job_dir)}): that is the likely reason. "
+                     "Free space, then resume.")
     if last:
-        parts.append(f"Last event: {last.get('type')} {({k: v for k, v in last.items() if k not in ('t', 'type')})}")
+        shown = {k: v for k, v in last.items() if k not in ("t", "type")}
+        parts.append(f"Last event: {last.get('type')} {str(shown)[:400]}")
+    else:
+        parts.append("It wrote no event in this launch (it was stopped or crashed while starting).")
     lines = log_tail(job_dir, 8)
     if lines:
         parts.append("Last log lines:\n" + "\n".join(lines))
@@ -260,11 +336,18 @@ def _died_detail(job_dir: Path, last: dict | None) -> str:
 
 
 def reconcile(job_dir: Path) -> JobStatus:
-    """Status, and if the job died, record that as its `end` event so every reader agrees."""
+    """Status, and if the job died, record that (with the reason) as its `end` event, once, so every
+    reader agrees and sees why. Reading never depends on that write: a full disk or a read-only
+    folder leaves the status derived and the failure noted for the dashboard to show once."""
     st = status(job_dir)
     if st.status == "died" and st.ended_at is None:  # derived now, not read from an earlier `end`
-        ev.append_event(job_dir, "end", status="died", message=st.detail,
-                        elapsed_s=(time.time() - st.started_at) if st.started_at else None)
+        try:
+            with ev.EventWriter(job_dir) as w, w.exclusive():
+                if status(job_dir).ended_at is None:  # another reader may have just written it
+                    w.emit("end", status="died", message=st.detail,
+                           elapsed_s=(time.time() - st.started_at) if st.started_at else None)
+        except OSError as exc:
+            note_write_failure(Path(job_dir) / ev.EVENTS_FILE, exc)
         st.ended_at = time.time()
     return st
 

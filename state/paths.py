@@ -17,7 +17,7 @@ CACHE = "cache"
 MODELS = "models"
 DEMO_MODEL = "acelora-tiny-demo"
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def on_space() -> bool:
@@ -44,9 +44,10 @@ def persistent() -> bool:
 
 def check_name(name: str, what: str = "name") -> str:
     """Refuse names that could escape their folder or confuse a shell; say what is allowed."""
-    if not _SAFE_NAME.match(name or "") or name in {".", ".."}:
+    # fullmatch: `$` in match() also accepts a trailing newline ("run-1\n")
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or name in {".", ".."}:
         raise ValueError(
-            f"{what} {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
+            f"{what} {str(name)[:120]!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return name

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from state import jobs, paths
-from state.fsutil import read_json, write_json
+from state.fsutil import note_write_failure, read_json_object, write_json
 from state.model.catalog import DEMO_MODEL_ID, KNOWN_MODELS, local_dir_name
 
 SETTINGS_FILE = "settings.json"
@@ -19,7 +19,7 @@ ALLOWED = {"model_id", "space_pause_when_done", "space_sleep_time_s", "space_idl
 
 
 def load() -> dict:
-    data = read_json(paths.root() / SETTINGS_FILE, default={}) or {}
+    data, _damaged = read_json_object(paths.root() / SETTINGS_FILE)  # damaged: defaults, never a crash
     return {k: v for k, v in data.items() if k in ALLOWED}
 
 
@@ -84,6 +84,10 @@ def ensure_demo_model_job() -> str | None:
         st = jobs.status(d)
         if st.kind == "demo-model" and st.active:
             return st.job_id
-    d = new_job_dir("demo-model")
-    jobs.launch(d, "demo-model")
+    try:
+        d = new_job_dir("demo-model")
+        jobs.launch(d, "demo-model")
+    except OSError as exc:  # opening a page must not fail on a full disk; the sidebar says why
+        note_write_failure(paths.jobs_dir(), exc)
+        return None
     return d.name

@@ -15,8 +15,8 @@ def hint_for(exc: BaseException) -> str | None:
                 "with gradient accumulation, or turn on gradient checkpointing.")
     if isinstance(exc, MemoryError) or "cannot allocate memory" in low:
         return "The machine ran out of RAM. Close other programs, shorten the clip length, or use fewer/shorter tracks."
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "no space left" in low:
-        return "The disk is full. Delete old runs or checkpoints (Runs page), lower keep-last-K, and resume."
+    if _disk_full(exc, low):
+        return "The disk is full. Delete old runs or checkpoints (Runs → delete), lower keep-last-K, and resume."
     if "nan" in low and "loss" in low:
         return ("The loss became NaN. Lower the learning rate (e.g. 5e-5), keep max grad norm at 1.0, "
                 "and resume from the last good checkpoint.")
@@ -27,6 +27,15 @@ def hint_for(exc: BaseException) -> str | None:
     if "connection" in low or "resolve" in low and "host" in low or "offline" in low:
         return "No network connection to the Hugging Face Hub. Check the connection or use a local model folder."
     return None
+
+
+def _disk_full(exc: BaseException, low: str) -> bool:
+    # torch.save reports a full disk without an errno, from its zip writer: "unexpected pos N vs M"
+    # (the bytes it meant to write did not all land) or "PytorchStreamWriter failed writing file".
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(s in low for s in ("no space left", "unexpected pos", "failed writing file",
+                                  "disk quota exceeded"))
 
 
 def _training_hint(exc: BaseException) -> str | None:

@@ -7,6 +7,7 @@ the events file, signal handling, the `error` event with a hint, and the closing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import time
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     job_dir.mkdir(parents=True, exist_ok=True)
     jobs.register_self(job_dir, args.kind, sys.argv)
     t0 = time.time()
-    with EventWriter(job_dir) as events:
+    # reserve: a small ballast file the writer gives up on a full disk, so `error` and `end` still fit
+    with EventWriter(job_dir, reserve=True) as events:
         ctx = JobContext(job_dir, events, load_params(job_dir))
         ctx.install_signal_handlers()
         module, fn = KINDS[args.kind].split(":")
@@ -68,13 +70,24 @@ def main(argv: list[str] | None = None) -> int:
         except StopNow:
             status = "stopped"
         except BaseException as exc:  # noqa: BLE001 - every failure must end with an `error` event
-            traceback.print_exc()
-            events.emit("error", message=f"{type(exc).__name__}: {exc}", hint=hint_for(exc),
-                        traceback=traceback.format_exc(limit=20))
+            with contextlib.suppress(OSError):  # log.txt is on the same (maybe full) disk
+                traceback.print_exc()
+            _emit_last(events, "error", message=f"{type(exc).__name__}: {exc}", hint=hint_for(exc),
+                       traceback=traceback.format_exc(limit=20))
             status = "failed"
-        events.emit("end", status=status, elapsed_s=round(time.time() - t0, 3),
-                    final_dir=str(job_dir / "final") if (job_dir / "final").is_dir() else None, **ctx.end_fields)
+        _emit_last(events, "end", status=status, elapsed_s=round(time.time() - t0, 3),
+                   final_dir=str(job_dir / "final") if (job_dir / "final").is_dir() else None, **ctx.end_fields)
     return 0 if status in ("completed", "stopped") else 1
+
+
+def _emit_last(events: EventWriter, event_type: str, **fields) -> None:
+    # The closing events must not raise over the real error; if even they cannot be written (the
+    # disk is full past the reserve), the dashboard derives `died` and says the disk is full.
+    try:
+        events.emit(event_type, **fields)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            print(f"could not record the {event_type} event: {exc}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from state import jobs, paths, settings
 from state.dataset.manifest import LabelError, save_labels
 from state.dataset.sidecar import SidecarError
 from state.events import EVENTS_FILE, last_event, read_all
-from state.fsutil import SaveError, read_json, write_json
+from state.fsutil import SaveError, read_json_object, write_json
 from state.label import options, suggestions
 from ui import fmt, model_fetch
 
@@ -33,7 +33,7 @@ PROTECT_HELP = ("Tracks whose labels you edited or imported (or whose sidecar ca
 
 def _label_jobs(dataset: str) -> list[Path]:
     return [d for d in jobs.list_jobs(paths.jobs_dir())
-            if jobs.job_info(d).get("kind") == "label" and (read_json(d / "params.json") or {}).get("dataset") == dataset]
+            if jobs.job_info(d).get("kind") == "label" and read_json_object(d / "params.json")[0].get("dataset") == dataset]
 
 
 def panel(ds) -> None:

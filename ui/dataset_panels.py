@@ -2,6 +2,8 @@
 folder watcher, and the "New dataset" panel. The page itself stays a list of screen regions."""
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -23,11 +25,61 @@ def watch(folder: str) -> FolderWatch:
 
 def scan(ds: manifest.Dataset) -> manifest.ScanResult:
     bar = st.progress(0.0, text="Checking files…")
-    result = manifest.scan(ds, progress=lambda i, n, name: bar.progress(i / n, text=f"Checking {name} ({i}/{n})"))
+    last = [0.0]
+
+    def progress(i: int, n: int, name: str) -> None:
+        # a few updates a second: one per file is 20,000 messages to the browser for a big folder
+        if i == n or time.monotonic() - last[0] > 0.25:
+            last[0] = time.monotonic()
+            bar.progress(i / n, text=f"Checking {name} ({i:,}/{n:,})")
+
+    result = manifest.scan(ds, progress=progress)
     bar.empty()
     st.session_state["data_scan"] = (ds.name, result)
     st.session_state["data_editor_gen"] = st.session_state.get("data_editor_gen", 0) + 1
     return result
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _rows(path: str, stamp: tuple) -> list[dict]:
+    return manifest.read_manifest(Path(path))
+
+
+def rows(ds: manifest.Dataset) -> list[dict]:
+    """The manifest, read once per change of the file (a 20,000-row index costs a second to parse).
+    Shared between reruns and sessions: callers read it and never change it."""
+    try:
+        st_ = os.stat(ds.manifest_path)
+        stamp = (st_.st_ino, st_.st_mtime_ns, st_.st_size)
+    except OSError:
+        stamp = None
+    return _rows(str(ds.manifest_path), stamp)
+
+
+def page_of(items: list, key: str, size: int, what: str = "rows") -> list:
+    """A page of `items` with a page picker when there are more than `size`: the browser gets a
+    page, never 20,000 rows or elements."""
+    if len(items) <= size:
+        return items
+    pages = (len(items) + size - 1) // size
+    page = st.number_input(f"Page (of {pages:,})", 1, pages, 1, key=key)
+    start = (int(page) - 1) * size
+    st.caption(f"Showing {what} {start + 1:,}–{min(start + size, len(items)):,} of {len(items):,}")
+    return items[start:start + size]
+
+
+def csv_report(rep) -> None:
+    """A label import's outcome: what was updated, one summary line, and the first problems in full."""
+    if rep.updated:
+        st.success(f"Updated {len(rep.updated):,} track(s) from {rep.source}.")
+    elif not rep.problem_count:
+        st.info(f"{rep.source} matched no track with a label to change.")
+    if rep.problem_count:
+        st.warning(rep.summary())
+        with st.expander(f"Problems in {rep.source} (first {len(rep.problems)})", expanded=rep.problem_count <= 10):
+            st.markdown("\n".join(f"- {p}" for p in rep.problems))
+            if rep.unlisted:
+                st.caption(f"…and {rep.unlisted:,} more of the same kinds.")
 
 
 def report(results) -> None:

@@ -18,7 +18,8 @@ from state.watch import FolderWatch
 from ui import charts, fmt
 
 STATUS_BADGE = {"running": "🟢 running", "queued": "⏳ queued", "completed": "✅ completed",
-                "stopped": "⏸️ stopped", "failed": "❌ failed", "died": "💀 died", "unknown": "❔ unknown"}
+                "stopped": "⏸️ stopped", "failed": "❌ failed", "died": "💀 died", "damaged": "🩹 damaged",
+                "unknown": "❔ unknown"}
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -47,12 +48,13 @@ def render(run_dir: Path, key: str) -> str:
     series = attach(run_dir)
     st_ = jobs.reconcile(run_dir)
     start = series.start or {}
-    last = series.last_step or {}
+    last = _numbers(series.last_step or {})  # a hand-edited events file may hold anything
     phase = series.phase or {}
     now = time.time()
-    started = st_.started_at or start.get("t")
-    elapsed = ((series.end or {}).get("t", now) - started) if started else None
-    total = start.get("total_steps")
+    started = st_.started_at or _number(start.get("t"))
+    elapsed = ((_number((series.end or {}).get("t")) or now) - started) if started else None
+    total = _number(start.get("total_steps"))
+    total = int(total) if total else None
 
     c = st.columns(3)
     c[0].metric("Status", STATUS_BADGE.get(st_.status, st_.status))
@@ -63,15 +65,16 @@ def render(run_dir: Path, key: str) -> str:
     c[1].metric("Elapsed", fmt.duration(elapsed))
     c[2].metric("Samples/s", f"{last['samples_per_s']:.2f}" if last.get("samples_per_s") else "–")
     if st_.active and phase and phase.get("name") != "train":
-        done, tot = phase.get("done") or 0, phase.get("total") or 0
+        done, tot = _number(phase.get("done")) or 0, _number(phase.get("total")) or 0
         frac = min(1.0, done / tot) if tot else 0.0
-        st.progress(frac, text=f"{phase.get('name')}: {done}/{tot or '?'} · ETA {fmt.duration(phase.get('eta_s'))}")
+        eta = fmt.duration(_number(phase.get("eta_s")))
+        st.progress(frac, text=f"{phase.get('name')}: {done:g}/{tot or '?'} · ETA {eta}")
     elif st_.active and total:
         st.progress(min(1.0, last.get("step", 0) / total), text=f"training · ETA {fmt.duration(last.get('eta_s'))}")
 
     for e in series.errors[-3:]:
         st.error(fmt.with_hint(f"{e.get('message')}", e.get("hint")))
-    if st_.status == "died":
+    if st_.status in ("died", "damaged"):
         st.error(st_.detail or "The job's process is gone without saying it finished.")
     for w in series.warnings[-3:]:
         st.warning(w.get("message"))
@@ -87,3 +90,11 @@ def render(run_dir: Path, key: str) -> str:
     with st.expander("Log (last lines)"):
         st.code("\n".join(jobs.log_tail(run_dir, 30)) or "(empty)", language=None)
     return st_.status
+
+
+def _number(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
+
+
+def _numbers(event: dict) -> dict:
+    return {k: _number(v) for k, v in event.items() if _number(v) is not None}

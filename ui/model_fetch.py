@@ -5,14 +5,14 @@ import streamlit as st
 
 from state import jobs, paths, settings
 from state.events import EVENTS_FILE, last_event
-from state.fsutil import read_json, write_json
+from state.fsutil import read_json_object, write_json
 from ui import fmt
 
 
 def _fetch_jobs(repo_id: str) -> list:
     out = []
     for d in jobs.list_jobs(paths.jobs_dir()):
-        if jobs.job_info(d).get("kind") == "fetch" and (read_json(d / "params.json") or {}).get("repo_id") == repo_id:
+        if jobs.job_info(d).get("kind") == "fetch" and read_json_object(d / "params.json")[0].get("repo_id") == repo_id:
             out.append(d)
     return out
 

@@ -211,11 +211,11 @@ def start_restore(repo: str, run_id: str, token: str | None) -> Path:
 def sync_job_for(run_id: str) -> Path | None:
     """The active hub-sync job of a run, if one is running."""
     from state import jobs, paths
-    from state.fsutil import read_json
+    from state.fsutil import read_json_object
 
     for d in jobs.list_jobs(paths.jobs_dir()):
         if jobs.job_info(d).get("kind") == "hub-sync" and \
-                (read_json(d / "params.json", default={}) or {}).get("run_id") == run_id and jobs.reconcile(d).active:
+                read_json_object(d / "params.json")[0].get("run_id") == run_id and jobs.reconcile(d).active:
             return d
     return None
 

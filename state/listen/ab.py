@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from state import jobs, paths
-from state.fsutil import read_json, write_json
+from state.fsutil import read_json, read_json_object, write_json
 from state.model.catalog import info_for
 
 SAMPLES = "samples"
@@ -160,8 +160,8 @@ def default_settings(run_dir: Path) -> dict:
     model (whose variant gives steps and guidance) and the shift it was trained for.
     """
     run_dir = Path(run_dir)
-    meta = read_json(run_dir / "final" / "training_meta.json", default=None) or {}
-    cfg = read_json(run_dir / "config.json", default={}) or {}
+    meta = read_json_object(run_dir / "final" / "training_meta.json")[0]
+    cfg = read_json_object(run_dir / "config.json")[0]
     info = info_for(cfg.get("model_id") or meta.get("base_model_id") or "")
     return {"steps": int(meta.get("recommended_steps") or info.steps),
             "shift": float(meta.get("shift") or cfg.get("shift") or info.shift),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from state import jobs, paths
 from state.events import EVENTS_FILE, EventTail
-from state.fsutil import read_json, write_json
+from state.fsutil import read_json_object, write_json
 from state.series import RunSeries, follow
 
 CONFIG = "config.json"
@@ -32,6 +32,7 @@ class RunSummary:
     duration_s: float | None
     created: float | None
     detail: str = ""
+    damaged: str = ""  # which file is damaged and why; the run is listed, never a crash
 
     def row(self) -> dict:
         return {"run": self.run_id, "status": self.status, "model": self.model_id, "tracks": self.dataset_size,
@@ -59,25 +60,52 @@ def summarize(run_dir: Path, series: RunSeries | None = None) -> RunSummary:
     run_dir = Path(run_dir)
     st = jobs.reconcile(run_dir)
     s = series or load_series(run_dir)
-    cfg = read_json(run_dir / CONFIG, default={}) or {}
+    cfg, cfg_damaged = read_config(run_dir)
     info = jobs.job_info(run_dir)
-    first_t = s.start.get("t") if s.start else info.get("started_at")
-    end_t = s.end.get("t") if s.end else (time.time() if st.active else (s.t[-1] if s.t else None))
+    first_t = _num(s.start.get("t")) if s.start else info.get("started_at")
+    end_t = _num(s.end.get("t")) if s.end else (time.time() if st.active else (s.t[-1] if s.t else None))
+    damaged = "\n".join(p for p in (st.detail if st.status == "damaged" else "", cfg_damaged) if p)
+    model = cfg.get("model_id")
+    total = (s.start or {}).get("total_steps")
     return RunSummary(
-        run_id=run_dir.name, dir=run_dir, status=st.status, model_id=cfg.get("model_id"),
+        run_id=run_dir.name, dir=run_dir, status="damaged" if damaged else st.status,
+        model_id=str(model) if model is not None else None,
         dataset_size=_count_lines(run_dir / DATASET_SNAPSHOT),
-        steps=int(s.last_step["step"]) if s.last_step else 0,
-        total_steps=(s.start or {}).get("total_steps"), last_loss=s.last_loss, best_loss=s.best_loss,
+        steps=int(_num(s.last_step.get("step"))) if s.last_step else 0,
+        total_steps=int(total) if isinstance(total, (int, float)) and not isinstance(total, bool) else None,
+        last_loss=s.last_loss, best_loss=s.best_loss,
         duration_s=(end_t - first_t) if (end_t and first_t) else None, created=info.get("started_at"),
-        detail=st.detail,
+        detail=st.detail, damaged=damaged,
     )
+
+
+def summary_or_damaged(run_dir: Path) -> RunSummary:
+    """summarize, or, when something in the folder is damaged past what it checks, a row that says
+    so: one broken run never takes the list of all runs down with it."""
+    try:
+        return summarize(run_dir)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, it is listed with its reason
+        reason = f"{Path(run_dir).name} could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+        return RunSummary(Path(run_dir).name, Path(run_dir), "damaged", None, 0, 0, None, None, None, None,
+                          None, reason, reason)
+
+
+def read_config(run_dir: Path) -> tuple[dict, str]:
+    """config.json, and a sentence when it is damaged ('' when fine or missing)."""
+    cfg, problem = read_json_object(Path(run_dir) / CONFIG)
+    return cfg, (f"{problem}. The run's other files are untouched: fix or restore config.json to resume it."
+                 if problem else "")
+
+
+def _num(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
 
 
 def _count_lines(p: Path) -> int:
     try:
         with open(p, "rb") as f:
             return sum(1 for line in f if line.strip())
-    except FileNotFoundError:
+    except OSError:
         return 0
 
 

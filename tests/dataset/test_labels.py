@@ -65,4 +65,9 @@ def test_normalise_labels_collects_every_problem_and_keeps_good_values():
 
 
 def test_empty_values_are_absent_not_errors():
-    assert L.normalise_labels({"caption": "", "bpm": None, "duration": float("nan")}) == ({}, [])
+    assert L.normalise_labels({"caption": "", "bpm": None, "duration": "  "}) == ({}, [])
+
+
+def test_nan_is_a_wrong_value_not_an_empty_one():
+    clean, problems = L.normalise_labels({"bpm": float("nan"), "duration": float("nan")})
+    assert clean == {} and len(problems) == 2 and "bpm nan is not a number" in problems[0]

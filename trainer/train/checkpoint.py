@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from state import jobs
-from state.fsutil import atomic_write_text, file_sha256, read_json, staged_dir, write_json
+from state.fsutil import atomic_write_text, file_sha256, read_json_object, staged_dir, write_json
 from trainer.train.adapter import AdapterMismatch, adapter_state, load_adapter_strict
 
 CKPT_DIR = "checkpoints"
@@ -160,8 +160,10 @@ def mark_best(job_dir: Path, step: int, loss: float) -> None:
 
 
 def best_step(job_dir: Path) -> int | None:
-    best = read_json(Path(job_dir) / CKPT_DIR / BEST_FILE, default=None)
-    return best.get("step") if isinstance(best, dict) else None
+    """The best checkpoint's step; None when there is none or best.json is damaged (nothing is then
+    protected from pruning, which only costs the old best, never a crash)."""
+    best, _damage = read_json_object(Path(job_dir) / CKPT_DIR / BEST_FILE)
+    return best.get("step") if isinstance(best.get("step"), int) else None
 
 
 def prune(job_dir: Path, keep_last: int) -> None:
