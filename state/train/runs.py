@@ -12,7 +12,7 @@ from pathlib import Path
 from state import jobs, paths
 from state.events import EVENTS_FILE, EventTail
 from state.fsutil import read_json, write_json
-from state.series import RunSeries, follow
+from state.series import RunSeries, follow, timing
 
 CONFIG = "config.json"
 DATASET_SNAPSHOT = "dataset.jsonl"
@@ -61,14 +61,14 @@ def summarize(run_dir: Path, series: RunSeries | None = None) -> RunSummary:
     s = series or load_series(run_dir)
     cfg = read_json(run_dir / CONFIG, default={}) or {}
     info = jobs.job_info(run_dir)
-    first_t = s.start.get("t") if s.start else info.get("started_at")
-    end_t = s.end.get("t") if s.end else (time.time() if st.active else (s.t[-1] if s.t else None))
+    # the same working time the live view shows: queue wait left out, resumes summed
+    worked = timing(s, st.started_at, time.time(), st.active, queues="--after" in (info.get("argv") or []))
     return RunSummary(
         run_id=run_dir.name, dir=run_dir, status=st.status, model_id=cfg.get("model_id"),
         dataset_size=_count_lines(run_dir / DATASET_SNAPSHOT),
         steps=int(s.last_step["step"]) if s.last_step else 0,
         total_steps=(s.start or {}).get("total_steps"), last_loss=s.last_loss, best_loss=s.best_loss,
-        duration_s=(end_t - first_t) if (end_t and first_t) else None, created=info.get("started_at"),
+        duration_s=worked.run_s if (s.launches or st.active) else None, created=info.get("started_at"),
         detail=st.detail,
     )
 
@@ -130,13 +130,17 @@ def delete_run(run_dir: Path) -> None:
     shutil.rmtree(run_dir)
 
 
+DIFF_SKIP = ("manifest",)  # the run's own dataset snapshot path: different for every run, says nothing
+
+
 def config_diff(configs: dict[str, dict]) -> list[dict]:
-    """Rows of settings that differ between runs (run id -> config)."""
-    keys = sorted({k for c in configs.values() for k in c})
+    """Rows of settings that differ between runs (run id -> config), values as text: one table
+    column holds numbers, names and lists, which a typed table cannot."""
+    keys = sorted({k for c in configs.values() for k in c} - set(DIFF_SKIP))
     rows = []
     for k in keys:
         vals = {rid: c.get(k) for rid, c in configs.items()}
         if len({json.dumps(v, sort_keys=True) for v in vals.values()}) > 1:
-            rows.append({"setting": k, **{rid: json.dumps(v) if isinstance(v, (list, dict)) else v
+            rows.append({"setting": k, **{rid: v if isinstance(v, str) else "–" if v is None else json.dumps(v)
                                           for rid, v in vals.items()}})
     return rows
