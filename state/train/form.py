@@ -62,7 +62,10 @@ def _path(dataset: str):
 
 def load_saved(dataset: str, model: str) -> tuple[dict, str] | None:
     """(values, preset name) last saved for the dataset, or None."""
-    data = read_json(_path(dataset), default=None)
+    try:
+        data = read_json(_path(dataset), default=None)
+    except (OSError, ValueError):  # damaged or unreadable: start from defaults, the next save rewrites it
+        return None
     if not isinstance(data, dict) or not isinstance(data.get("values"), dict):
         return None
     preset = data.get("preset") if data.get("preset") in preset_names() else DEFAULT_PRESET
