@@ -72,7 +72,8 @@ with tab_files:
         pick = st.selectbox("Resume from", [p.name for p in ckpts][::-1], key="runs_resume_pick")
         if st.button("Resume", key="runs_resume"):
             runs.start_run({}, [], run_id=run_id, resume=pick)
-            st.toast(f"Resuming {run_id} from {pick}")
+            train_form.goto_run(run_id)  # the run just resumed is the one on screen, with its controls
+            st.switch_page("app_pages/train.py")
     final = run_dir / "final"
     if final.is_dir():
         st.write("Final adapter: " + ", ".join(sorted(p.name for p in final.iterdir())))

@@ -139,7 +139,7 @@ def where_labels_go(ds: manifest.Dataset) -> None:
         c = st.columns([2, 3])
         copy_name = c[0].text_input("Copy's name", value=f"{ds.name}-copy", key="data_copy_name",
                                     label_visibility="collapsed")
-        if c[1].button("Copy this folder into the workspace instead", key="data_copy_in",
+        if c[1].button("Copy into the workspace instead", key="data_copy_in",
                        help="A new dataset with copies of the audio and sidecars; your folder is then only read."):
             bar = st.progress(0.0, text="Copying…")
             new = _create(copy_name, lambda: copy_in.copy_folder(

@@ -20,7 +20,7 @@ from state.listen import previews
 from state.series import RunSeries, follow, timing
 from state.train import runs
 from state.watch import FolderWatch
-from ui import charts, fmt
+from ui import charts, fmt, train_form
 
 STATUS_BADGE = fmt.STATUS_BADGE
 PHASE_WORDS = {"wait_gpu": "waiting for the GPU", "load": "loading the model", "preprocess": "preprocessing audio",
@@ -83,8 +83,6 @@ def _panel(run_dir: Path, key: str) -> jobs.JobStatus:
 
 def controls(run_dir: Path, status: jobs.JobStatus, series: RunSeries, key: str) -> None:
     """Stop / save / sample while it runs, resume when it can; each click is acknowledged until done."""
-    from ui import train_form  # the form imports nothing from here; this keeps the arrow one way
-
     b = st.columns([1, 1, 1, 2])
     if status.active:
         queued = status.status == "queued"
@@ -155,11 +153,11 @@ def _clock(t: float) -> str:
 def render(run_dir: Path, key: str) -> str:
     """Draw the view once without controls (Runs page); returns the job status."""
     status = jobs.reconcile(run_dir)
-    view(run_dir, key, attach(run_dir), status)
+    view(run_dir, key, attach(run_dir), status, with_previews=False)  # the Runs page has a Samples tab
     return status.status
 
 
-def view(run_dir: Path, key: str, series: RunSeries, status: jobs.JobStatus) -> None:
+def view(run_dir: Path, key: str, series: RunSeries, status: jobs.JobStatus, with_previews: bool = True) -> None:
     start = series.start or {}
     last = series.last_step or {}
     phase = series.phase or {}
@@ -199,7 +197,8 @@ def view(run_dir: Path, key: str, series: RunSeries, status: jobs.JobStatus) -> 
     for w in series.warnings[-3:]:
         st.warning(w.get("message"))
 
-    preview_list(run_dir, series)
+    if with_previews:
+        preview_list(run_dir)
     if series.steps:
         log_y = st.toggle("Log scale", key=f"{key}_log")
         st.plotly_chart(charts.loss_figure(series, log_y=log_y), key=f"{key}_loss")
@@ -233,7 +232,7 @@ def _progress(status: jobs.JobStatus, series: RunSeries, phase: dict, last: dict
                     text=f"training · ETA {fmt.duration(last.get('eta_s'))}")
 
 
-def preview_list(run_dir: Path, series: RunSeries) -> None:
+def preview_list(run_dir: Path) -> None:
     """The newest previews with players, as they arrive (the `sample` events and their files)."""
     found = previews.step_samples(run_dir)
     if not found:
