@@ -30,7 +30,7 @@ def loss_figure(s: RunSeries, log_y: bool = False, smoothing: float = 0.05, titl
     x, y = s.array("loss")
     fig = go.Figure(layout=dict(title=title, **LAYOUT))
     if y.size:
-        fig.add_trace(_line(x, y, "loss", line=dict(width=1, color="rgba(99,110,250,0.35)")))
+        fig.add_trace(_line(x, y, "loss", line=dict(width=1, color="rgba(99,110,250,0.5)")))
         fig.add_trace(_line(x, ema(y, smoothing), "smoothed", line=dict(width=2, color="#636efa")))
     vx, vy = validation_points(s)
     if vx.size:
