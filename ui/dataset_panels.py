@@ -81,8 +81,8 @@ def new_dataset_panel(expanded: bool) -> None:
             files = st.file_uploader("Audio files and sidecars", type=UPLOAD_TYPES, accept_multiple_files=True,
                                      key="data_new_files")
             if st.button("Create from uploads", key="data_create_upload", disabled=not (new_name and files)):
-                ds = _create(new_name)
-                report(ds.name, uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in files]))
+                if ds := _create(new_name):
+                    report(ds.name, uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in files]))
                 _open(ds)
             _missing(new_name, files, "Pick some audio files to upload.")
         with tab_folder:
@@ -105,15 +105,17 @@ def new_dataset_panel(expanded: bool) -> None:
             _missing(new_name, folder, "Enter the folder's path.")
 
 
-def _create(name: str, make=None) -> manifest.Dataset:
+def _create(name: str, make=None) -> manifest.Dataset | None:
     try:
         return make() if make else manifest.create_dataset(paths.check_name(name, "Dataset name"))
     except (ValueError, OSError) as exc:  # bad name, missing folder, name taken, no room
         st.error(str(exc))
-        st.stop()
+        return None
 
 
-def _open(ds: manifest.Dataset) -> None:
+def _open(ds: manifest.Dataset | None) -> None:
+    if ds is None:
+        return  # the error is on screen; the page goes on with the dataset it had
     select(ds.name)
     scan(ds)
     st.rerun()
