@@ -26,12 +26,13 @@ if not names:
     st.info("Create a dataset above: upload some songs, or point at a folder of audio files.")
     st.stop()
 
+panels.apply_selection(names)
 current = st.session_state.get("dataset_name")
 name = st.selectbox("Dataset", names, index=names.index(current) if current in names else 0, key="data_pick")
 st.session_state["dataset_name"] = name
 ds = manifest.open_dataset(name)
 st.caption(f"Audio folder: `{ds.source}`")
-panels.show_report()
+panels.show_report(name)
 
 # ---- ADD FILES -----------------------------------------------------------------------------
 if not ds.external:
@@ -41,7 +42,7 @@ if not ds.external:
         replace = st.checkbox("Replace existing files with the same name (old ones kept as backups)",
                               key="data_replace")
         if st.button("Add to dataset", key="data_add", disabled=not more):
-            panels.report(uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in more],
+            panels.report(ds.name, uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in more],
                                          on_conflict="replace" if replace else "skip"))
             panels.scan(ds)
 
@@ -71,12 +72,10 @@ for note in result.notes:
 
 # ---- SUMMARY -------------------------------------------------------------------------------
 s = manifest.summary(rows)
-c1, c2, c3, c4, c5 = st.columns(5)
-c1.metric("Tracks", s["tracks"])
-c2.metric("OK", s["ok"])
-c3.metric("Warnings", s["warning"])
-c4.metric("Errors", s["error"])
-c5.metric("Usable audio", f"{s['seconds'] / 60:.1f} min")
+with st.container(horizontal=True, gap="large"):  # wraps on a narrow window instead of cutting "2.2 min" to "2.2…"
+    for label, value in (("Tracks", s["tracks"]), ("OK", s["ok"]), ("Warnings", s["warning"]),
+                         ("Errors", s["error"]), ("Usable audio", f"{s['seconds'] / 60:.1f} min")):
+        st.metric(label, value, width="content")
 (st.success if s["can_train"] and s["captioned"] == s["usable"] else st.info if s["can_train"] else st.error)(
     s["verdict"])
 if not rows:
@@ -97,6 +96,7 @@ if flagged or result.orphans:
         if len(result.orphans) > 50:
             st.caption(f"…and {len(result.orphans) - 50:,} more stray sidecars.")
 
+panels.where_labels_go(ds)
 autolabel.panel(ds)
 autolabel.suggestion_list(ds, rows)
 
@@ -134,7 +134,8 @@ if msg := st.session_state.pop("data_saved", None):
 # ---- ONE TRACK -----------------------------------------------------------------------------
 st.subheader("Listen and edit one track")
 ids = [r["id"] for r in view]  # the table's page: a 20,000-option list would be sent on every rerun
-tid = st.selectbox("Track", ids, key="data_track")
+first_ok = next((i for i, r in enumerate(view) if r["status"] != "error"), 0)  # not a file that cannot play
+tid = st.selectbox("Track", ids, index=first_ok, key="data_track")
 row = next(r for r in view if r["id"] == tid)
 left, right = st.columns([1, 1])
 with left:
@@ -154,11 +155,15 @@ with right:
             panels.save(ds, {tid: {"caption": cap, "lyrics": lyr}}, f"Saved {tid}.")
 
 # ---- CSV IMPORT ----------------------------------------------------------------------------
-with st.expander("Import labels from a CSV"):
+csv_report = st.session_state.get("data_csv_report")
+csv_report = csv_report if csv_report and csv_report[0] == name else None
+with st.expander("Import labels from a CSV", expanded=csv_report is not None):
     st.caption("A `file` column with each track's file name, plus any of: " + ", ".join(labels.LABEL_FIELDS))
     csv_file = st.file_uploader("CSV file", type=["csv", "tsv", "txt"], key="data_csv")
     if csv_file is not None and st.button("Import labels", key="data_csv_go"):
-        st.session_state["data_csv_report"] = import_csv(ds, csv_file.getvalue(), csv_file.name)
+        # kept in the session: the sidecars just written wake the folder watcher, which reruns the page
+        st.session_state["data_csv_report"] = (name, csv_file.name, import_csv(ds, csv_file.getvalue(), csv_file.name))
         st.session_state.pop("data_scan", None)
-    if report := st.session_state.get("data_csv_report"):
-        panels.csv_report(report)
+        st.rerun()
+    if csv_report:
+        panels.csv_report(csv_report[2])

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from state import jobs
+from state import jobs, paths, settings
 from state.cloud import hub
 from state.events import EVENTS_FILE, last_event
-from ui import fmt, hf_token
+from state.fsutil import read_json
+from ui import fmt, hf_token, waiting
 
 
 def _last_result(kind: str, what: str) -> None:
@@ -15,9 +16,9 @@ def _last_result(kind: str, what: str) -> None:
     if d is None:
         return
     status = jobs.reconcile(d)
-    if status.active:
-        phase = last_event(d / EVENTS_FILE, ["phase"]) or {}
-        st.info(f"{what} `{d.name}`: {phase.get('step') or status.status}…")
+    if status.active:  # redraws itself until the job ends, then the page shows the result
+        waiting.until_done(d, lambda: st.info(
+            f"{what} `{d.name}`: {(last_event(d / EVENTS_FILE, ['phase']) or {}).get('step') or 'running'}…"))
     elif status.status == "completed":
         done = last_event(d / EVENTS_FILE, ["published", "restored"]) or {}
         st.success(f"{what} `{d.name}` done: {done.get('url') or done.get('run_dir') or ''}")
@@ -41,6 +42,9 @@ if not finished:
             "exports final/, which is what gets published.")
 else:
     run_id = st.selectbox("Run", finished, key="publish_run")
+    if settings.is_demo((read_json(paths.run_dir(run_id) / "config.json", default={}) or {}).get("model_id", "")):
+        st.warning("This run trained the tiny demo model (random weights): its adapter makes noise, not music. "
+                   "Publishing it shares a demo, not a usable adapter.")
     repo = st.text_input("Repository name", value=f"acestep-lora-{run_id}", key="publish_repo",
                          help="'name' publishes under the token's account; 'org/name' under an organisation.")
     private = st.checkbox("Private", value=True, key="publish_private")

@@ -6,10 +6,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from state import jobs, paths
+from state import jobs, paths, settings
+from state.fsutil import read_json
 from state.train import runs
 from ui import ab as ab_view
-from ui import charts, live
+from ui import charts, live, train_form
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -60,6 +61,13 @@ st.dataframe(view, hide_index=True, width="stretch",
 st.subheader("Run details")
 run_id = st.selectbox("Run", [d.name for d in dirs], key="runs_pick")
 run_dir = paths.run_dir(run_id)
+if settings.is_demo((read_json(run_dir / "config.json", default={}) or {}).get("model_id", "")):
+    st.warning("This run trained the tiny demo model (random weights): its adapter makes noise, not music. "
+               "Train on a real ACE-Step model before publishing or comparing by ear.")
+if st.button("New run from these settings", key="runs_clone",
+             help="Opens Train → New run with this run's settings filled in."):
+    train_form.start_from_run(run_dir)
+    st.switch_page("app_pages/train.py")
 tab_live, tab_cfg, tab_files, tab_samples = st.tabs(["Progress", "Config", "Checkpoints & adapter", "Samples"])
 with tab_live:
     status = live.render(run_dir, key="runs_live")
@@ -76,7 +84,8 @@ with tab_files:
         pick = st.selectbox("Resume from", [p.name for p in ckpts][::-1], key="runs_resume_pick")
         if st.button("Resume", key="runs_resume"):
             runs.start_run({}, [], run_id=run_id, resume=pick)
-            st.toast(f"Resuming {run_id} from {pick}")
+            train_form.goto_run(run_id)  # the run just resumed is the one on screen, with its controls
+            st.switch_page("app_pages/train.py")
     final = run_dir / "final"
     if final.is_dir():
         st.write("Final adapter: " + ", ".join(sorted(p.name for p in final.iterdir())))

@@ -11,9 +11,13 @@ py=${PYTHON:-python3}
 index=${ACELORA_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 torch_pin=$(grep -E '^torch==' requirements.txt)
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  "${pip[@]}" --extra-index-url "$index" "$torch_pin" 2>&1 | grep -v -e "is ignored" -e "Retrying" || true
-  .venv/bin/python -c "import torch" || { echo "torch failed to install; see the messages above" >&2; exit 1; }
+# numpy goes in with torch: torch does not depend on it, and importing torch before numpy is
+# installed prints "Failed to initialize NumPy: No module named 'numpy'" (an install-order
+# artefact, not an ABI mismatch: torch 2.13 works with numpy 2.x).
+numpy_pin=$(grep -E '^numpy==' requirements.txt)
+if ! .venv/bin/python -c "import numpy, torch" 2>/dev/null; then
+  "${pip[@]}" --extra-index-url "$index" "$torch_pin" "$numpy_pin" 2>&1 | grep -v -e "is ignored" -e "Retrying" || true
+  .venv/bin/python -W error::UserWarning -c "import torch" || { echo "torch failed to install; see the messages above" >&2; exit 1; }
 fi
 "${pip[@]}" -r "$want" 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c "import diffusers, peft, streamlit, soundfile" || { echo "dependency install failed; see the messages above" >&2; exit 1; }

@@ -7,6 +7,7 @@ to know about a job is derived from those files plus a liveness check of the rec
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -275,6 +276,45 @@ def _tail_lines(path: Path, n: int = 20, max_bytes: int = 16384) -> list[str]:
 
 def log_tail(job_dir: Path, n: int = 20) -> list[str]:
     return _tail_lines(Path(job_dir) / LOG_FILE, n)
+
+
+# Library notices a user cannot act on. They stay in log.txt; the dashboard's log view leaves them out.
+_LIB_WARNING = re.compile(r"(?:/[\w.+-]+)+/site-packages/\S+:\d+: (?:FutureWarning|DeprecationWarning|SyntaxWarning): .*")
+_NOISE = (
+    re.compile(r"Failed to load CPU gemm_4bit_forward"),  # bitsandbytes: an optional CPU kernel (`kernels`)
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def log_view(job_dir: Path, n: int = 30, max_bytes: int = 65536) -> tuple[list[str], int]:
+    """The log's last `n` lines as a person reads them, and how many library notices were left out.
+
+    A progress bar rewrites its line with carriage returns: only its last state is kept. A Python
+    warning from a library (a deprecation inside torch or diffusers) and the source line it echoes
+    are left out, as are known notices about optional kernels. log.txt itself keeps everything.
+    """
+    try:
+        with open(Path(job_dir) / LOG_FILE, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return [], 0
+    out, hidden, echo = [], 0, False
+    for raw in text.split("\n"):
+        line = _ANSI.sub("", raw)
+        if echo and line[:1] in (" ", "\t") and line.strip():
+            echo = False
+            continue  # the source line Python prints under a warning
+        line, echo = _LIB_WARNING.subn("", line)
+        hidden += echo
+        line = next((seg for seg in reversed(line.split("\r")) if seg.strip()), "").rstrip()
+        if any(p.search(line) for p in _NOISE):
+            hidden += 1
+        elif line or not echo:
+            out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return out[-n:], hidden
 
 
 def status(job_dir: Path) -> JobStatus:

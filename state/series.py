@@ -28,6 +28,10 @@ class RunSeries:
     resumed_at: list = field(default_factory=list)  # steps where a resume happened
     sample_events: list = field(default_factory=list)
     checkpoints: list = field(default_factory=list)
+    validations: list = field(default_factory=list)  # `validation` events: step, loss, best
+    # one entry per launch of the job: begin (first event), work (left the queue), end (unix s)
+    launches: list = field(default_factory=list)
+    last_t: float | None = None  # time of the newest event of any type
     warnings: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     last_step: dict | None = None
@@ -38,6 +42,7 @@ class RunSeries:
         for e in events:
             self.n_events += 1
             kind = e.get("type")
+            self._launch(kind, e.get("t"))
             if kind == "step":
                 self.steps.append(_num(e.get("step")))
                 self.t.append(_num(e.get("t")))
@@ -60,6 +65,24 @@ class RunSeries:
                 self.warnings.append(e)
             elif kind == "error":
                 self.errors.append(e)
+            elif kind == "validation":
+                self.validations.append(e)
+
+    def _launch(self, kind: str | None, t) -> None:
+        # A launch starts with the first event after an `end` (or the file's first); `queued` is
+        # the only event a job writes while it waits, so the first other event marks the start of work.
+        if not isinstance(t, (int, float)):
+            return
+        self.last_t = float(t)
+        if not self.launches or self.launches[-1]["end"] is not None:
+            self.launches.append({"begin": float(t), "work": None, "end": None, "queued": False})
+        cur = self.launches[-1]
+        if kind == "queued" and cur["work"] is None:
+            cur["queued"] = True
+        elif cur["work"] is None:
+            cur["work"] = float(t)
+        if kind == "end":
+            cur["end"] = float(t)
 
     def array(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) as float arrays, rows with a missing value dropped."""
@@ -87,6 +110,44 @@ class RunSeries:
     def last_loss(self) -> float | None:
         _, y = self.array("loss")
         return float(y[-1]) if y.size else None
+
+
+@dataclass
+class Timing:
+    """Where a run's wall time went, for one job folder. Never negative."""
+    queued_s: float | None  # this launch's wait behind another run; None when it did not queue
+    run_s: float            # working time (load, preprocess, train, save) summed over every launch
+    launch_s: float         # working time of the latest launch alone
+    launches: int           # how many times the job was started (1 + resumes)
+
+
+def timing(s: RunSeries, started_at: float | None, now: float, active: bool, queues: bool = False) -> Timing:
+    """Queue wait and working time from the events, plus job.json's `started_at` for the latest launch.
+
+    `started_at` covers what events cannot: a launch that has written nothing yet (a resume that is
+    still importing: the old `end` is the newest event, which made "elapsed" negative), and the
+    seconds between the process start and its first event. `queues`: the latest launch was started
+    with --after, so until it writes something it is waiting, not working.
+    """
+    launches = [dict(x) for x in s.launches]
+    if started_at is not None and (not launches or (launches[-1]["end"] is not None
+                                                    and started_at > launches[-1]["end"])):
+        launches.append({"begin": started_at, "work": None if queues else started_at, "end": None,
+                         "queued": queues})
+    elif started_at is not None and started_at < launches[-1]["begin"]:
+        cur = launches[-1]
+        if cur["work"] == cur["begin"]:  # it was working from its process start, before its first event
+            cur["work"] = started_at
+        cur["begin"] = started_at
+    total, launch_s, queued = 0.0, 0.0, None
+    for i, la in enumerate(launches):
+        latest = i == len(launches) - 1
+        stop = la["end"] if la["end"] is not None else (now if latest and active else (s.last_t or la["begin"]))
+        if latest and la.get("queued"):
+            queued = max(0.0, (la["work"] if la["work"] is not None else stop) - la["begin"])
+        launch_s = max(0.0, stop - la["work"]) if la["work"] is not None else 0.0
+        total += launch_s
+    return Timing(queued, total, launch_s, len(launches))
 
 
 def follow(tail, series: "RunSeries", chunk_bytes: int = 8 << 20) -> int:

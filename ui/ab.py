@@ -13,6 +13,7 @@ from state.listen import ab, previews, votes
 from ui import audio_pictures
 
 FIG = dict(margin=dict(l=0, r=0, t=4, b=0), height=180, showlegend=False)
+FREQ_TICKS = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -27,7 +28,11 @@ def picture(path: Path, kind: str, key: str) -> None:
     if kind == "Spectrogram":
         fig.add_trace(go.Heatmap(x=data["times"], y=data["freqs"], z=data["db"], colorscale="Magma",
                                  zmin=float(data["db"].max()) - 80, showscale=False))
-        fig.update_yaxes(type="log", title_text="Hz")
+        # named ticks: plotly's own log ticks read "2 10k 5 2 1000 5 2 100 5"
+        top = float(data["freqs"].max())
+        ticks = [f for f in FREQ_TICKS if f <= top]
+        fig.update_yaxes(type="log", title_text="Hz", tickvals=ticks,
+                         ticktext=[f"{f / 1000:g}k" if f >= 1000 else f"{f:g}" for f in ticks])
     else:
         fig.add_trace(go.Scatter(x=data["times"], y=data["max"], mode="lines", line=dict(width=0.6)))
         fig.add_trace(go.Scatter(x=data["times"], y=data["min"], mode="lines", line=dict(width=0.6), fill="tonexty"))
@@ -90,8 +95,12 @@ def step_samples(run_dir: Path) -> None:
     """The run's training previews by step, each with a player (Runs page tab)."""
     found = previews.step_samples(run_dir)
     if not found:
-        st.caption("No preview samples. Turn them on under Train → Advanced (sample every N steps), "
-                   "or press “Sample now” while a run trains.")
+        comps = ab.list_comparisons(run_dir)
+        st.caption("No training previews: turn them on under Train → Advanced (preview every N steps), "
+                   "or press “Sample now” while a run trains."
+                   + (f" This run has {len(comps)} A/B comparison(s); listen to them on the A/B page." if comps else ""))
+        if comps:
+            st.page_link("app_pages/ab.py", label="Open A/B listening", icon="🎧")
         return
     for step, wav in found:
         c = st.columns([1, 5])

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from state import paths
-from state.dataset import manifest, uploads
+from state.dataset import copy_in, manifest, uploads
 from state.dataset.probe import audio_extensions
 from state.dataset.sidecar import SidecarError
 from state.fsutil import SaveError
@@ -82,9 +82,11 @@ def csv_report(rep) -> None:
                 st.caption(f"…and {rep.unlisted:,} more of the same kinds.")
 
 
-def report(results) -> None:
+def report(dataset: str, results) -> None:
     # Kept in the session: the files just written wake the folder watcher, which reruns the page.
-    st.session_state["data_upload_report"] = [(r.status in ("saved", "replaced"), r.message) for r in results]
+    # Scoped to the dataset they went to, so another dataset never shows them.
+    st.session_state["data_upload_report"] = (dataset, [(r.status in ("saved", "replaced"), r.message)
+                                                        for r in results])
 
 
 def save(ds: manifest.Dataset, edits: dict, done: str) -> None:
@@ -100,36 +102,101 @@ def save(ds: manifest.Dataset, edits: dict, done: str) -> None:
     st.rerun()
 
 
-def show_report() -> None:
-    for ok, message in st.session_state.get("data_upload_report", []):
-        (st.success if ok else st.warning)(message)
+def show_report(dataset: str) -> None:
+    owner, lines = st.session_state.get("data_upload_report") or (None, [])
+    if owner != dataset or not lines:
+        return
+    saved = sum(ok for ok, _ in lines)
+    with st.expander(f"Upload: {saved} of {len(lines)} file(s) saved to {dataset}", expanded=saved < len(lines)):
+        for ok, message in lines:
+            (st.success if ok else st.warning)(message)
+
+
+def select(dataset: str) -> None:
+    """Open `dataset` on the next run of the page (applied by `apply_selection` before the picker)."""
+    st.session_state["dataset_name"] = dataset
+    st.session_state["data_goto"] = dataset
+
+
+def apply_selection(names: list[str]) -> None:
+    if (goto := st.session_state.pop("data_goto", None)) in names:
+        st.session_state["data_pick"] = goto
 
 
 def new_dataset_panel(expanded: bool) -> None:
-    """Create a dataset from uploads or from a folder on this machine."""
+    """Create a dataset from uploads or from a folder on this machine (used in place, or copied in)."""
     with st.expander("New dataset", expanded=expanded):
-        new_name = st.text_input("Name", key="data_new_name", placeholder="my-album",
+        new_name = st.text_input("Name", key="data_new_name", placeholder="type a name, e.g. my-album",
                                  help="Letters, digits, '.', '_' and '-'.")
         tab_upload, tab_folder = st.tabs(["Upload files", "Use a folder on this machine"])
         with tab_upload:
             files = st.file_uploader("Audio files and sidecars", type=UPLOAD_TYPES, accept_multiple_files=True,
                                      key="data_new_files")
             if st.button("Create from uploads", key="data_create_upload", disabled=not (new_name and files)):
-                try:
-                    ds = manifest.create_dataset(paths.check_name(new_name, "Dataset name"))
-                except (ValueError, FileExistsError) as exc:
-                    st.error(str(exc))
-                    st.stop()
-                report(uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in files]))
-                st.session_state["dataset_name"] = ds.name
-                scan(ds)
+                if ds := _create(new_name):
+                    report(ds.name, uploads.save_uploads(ds.dir, [(f.name, f.getvalue()) for f in files]))
+                _open(ds)
+            _missing(new_name, files, "Pick some audio files to upload.")
         with tab_folder:
             folder = st.text_input("Folder path", key="data_new_folder", placeholder="/home/me/music/album")
+            copy = st.toggle("Copy the files into the workspace", key="data_new_copy",
+                             help="Your folder is then only read: labels are saved beside the copies.")
+            st.caption("Copies audio and sidecars into the workspace; labels you save go beside the copies."
+                       if copy else "Used in place: labels you save or auto-label are written into this folder, "
+                       "as a `.json` sidecar next to each song (`song.wav` → `song.json`). Nothing else is changed.")
             if st.button("Create from folder", key="data_create_folder", disabled=not (new_name and folder)):
-                try:
-                    ds = manifest.create_dataset(paths.check_name(new_name, "Dataset name"), Path(folder))
-                except (ValueError, FileNotFoundError, FileExistsError) as exc:
-                    st.error(str(exc))
-                    st.stop()
-                st.session_state["dataset_name"] = ds.name
-                scan(ds)
+                if copy:
+                    bar = st.progress(0.0, text="Copying…")
+                    ds = _create(new_name, lambda: copy_in.copy_folder(
+                        paths.check_name(new_name, "Dataset name"), Path(folder),
+                        lambda i, n, f: bar.progress(i / n, text=f"Copying {f} ({i}/{n})")))
+                else:
+                    ds = _create(new_name, lambda: manifest.create_dataset(
+                        paths.check_name(new_name, "Dataset name"), Path(folder)))
+                _open(ds)
+            _missing(new_name, folder, "Enter the folder's path.")
+
+
+def _create(name: str, make=None) -> manifest.Dataset | None:
+    try:
+        return make() if make else manifest.create_dataset(paths.check_name(name, "Dataset name"))
+    except (ValueError, OSError) as exc:  # bad name, missing folder, name taken, no room
+        st.error(str(exc))
+        return None
+
+
+def _open(ds: manifest.Dataset | None) -> None:
+    if ds is None:
+        return  # the error is on screen; the page goes on with the dataset it had
+    select(ds.name)
+    scan(ds)
+    st.rerun()
+
+
+def _missing(name: str, other, other_hint: str) -> None:
+    # a disabled button with no reason looks broken: say what it waits for
+    if not name:
+        st.caption("Type a name for the dataset above to enable this.")
+    elif not other:
+        st.caption(other_hint)
+
+
+def where_labels_go(ds: manifest.Dataset) -> None:
+    """Before anything is saved: where labels (edits, auto-label, CSV) are written, and how to keep a
+    folder on this machine untouched instead."""
+    if not ds.external:
+        st.caption(f"Labels are saved as `.json` sidecars next to the audio in the workspace (`{ds.dir}`).")
+        return
+    with st.container(border=True):
+        st.markdown(f"Labels you save here, import or auto-label are written **into your folder** `{ds.source}`, "
+                    "as a `.json` sidecar next to each song (`song.wav` → `song.json`). The audio is never changed.")
+        c = st.columns([2, 3])
+        copy_name = c[0].text_input("Copy's name", value=f"{ds.name}-copy", key="data_copy_name",
+                                    label_visibility="collapsed")
+        if c[1].button("Copy into the workspace instead", key="data_copy_in",
+                       help="A new dataset with copies of the audio and sidecars; your folder is then only read."):
+            bar = st.progress(0.0, text="Copying…")
+            new = _create(copy_name, lambda: copy_in.copy_folder(
+                paths.check_name(copy_name, "Dataset name"), ds.source,
+                lambda i, n, f: bar.progress(i / n, text=f"Copying {f} ({i}/{n})")))
+            _open(new)

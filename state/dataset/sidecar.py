@@ -12,8 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from state.dataset.labels import LABEL_FIELDS, MAX_CHARS
-from state.fsutil import (MAX_JSON_DEPTH, NAME_MAX, DamagedFile, atomic_write_bytes, dumps_exact, fit_name,
-                          open_regular, parse_json, why_unreadable)
+from state.fsutil import (
+    MAX_JSON_DEPTH,
+    NAME_MAX,
+    DamagedFile,
+    atomic_write_bytes,
+    dumps_exact,
+    fit_name,
+    open_regular,
+    parse_json,
+    why_unreadable,
+)
 
 # A label file is a few KB (the longest label, lyrics, is cut at MAX_CHARS["lyrics"] characters);
 # a larger one is not read at all, so a stray 50 MB file cannot stall every scan.

@@ -79,7 +79,8 @@ class ABRequest:
         if self.mode == MODES[1] and len(set(self.sources)) < 2:
             raise ABError("checkpoint-vs-checkpoint needs at least two different adapter sources.")
         if not str(self.prompt.get("caption", "")).strip():
-            raise ABError("prompt.caption is empty: type a caption or pick a dataset track.")
+            raise ABError("The caption is empty: describe the music to generate (e.g. “warm lofi hip hop, "
+                          "dusty drums”), or pick a dataset track as the prompt.")
         bad = sorted(set(self.prompt) - set(PROMPT_FIELDS))
         if bad:
             raise ABError(f"prompt has unknown field {bad[0]!r}; allowed: {', '.join(PROMPT_FIELDS)}.")
@@ -107,6 +108,13 @@ def source_name(source: str | Path) -> str:
     return Path(source).name
 
 
+def output_label(name: str, scale: float) -> str:
+    """'Final adapter' / 'Checkpoint at step 40', with its strength when it is not the full 1."""
+    what = "Final adapter" if name == "final" else (f"Checkpoint at step {int(name[5:])}"
+                                                    if re.fullmatch(r"step-\d+", name) else f"Adapter {name}")
+    return what if scale == 1.0 else f"{what} at strength {scale:g}"
+
+
 def plan_outputs(req: ABRequest) -> list[dict]:
     """What one comparison renders, in order: the base (adapter disabled), then each source at each scale.
 
@@ -121,7 +129,7 @@ def plan_outputs(req: ABRequest) -> list[dict]:
         for s in scales:
             if s != 0.0:
                 name = source_name(src)
-                out.append({"key": f"{name}@{s:g}", "label": f"{name} × {s:g}", "source": str(src), "scale": s})
+                out.append({"key": f"{name}@{s:g}", "label": output_label(name, s), "source": str(src), "scale": s})
     return out
 
 

@@ -13,6 +13,7 @@ from state import device as device_mod
 from state import paths, settings
 from state.dataset.manifest import summary
 from state.model.catalog import info_for
+from state.train import runs, speed
 
 # name -> overrides of the training defaults. Starting points, chosen from the memory estimate below.
 PRESETS: dict[str, dict] = {
@@ -51,6 +52,9 @@ class Preflight:
     mem_gb: float | None = None
     gpu_gb: float | None = None
     minutes: float | None = None
+    # the estimates in words, for the device at hand (or why there is none)
+    mem_text: str = ""
+    time_text: str = ""
 
     @property
     def blocked(self) -> bool:
@@ -140,8 +144,15 @@ def run_preflight(model: str, cfg: dict, rows: list[dict], total_steps: int | No
     else:
         pf.add("ok", f"Device: {dev['label']}.")
 
-    pf.mem_gb = estimate_memory_gb(model, cfg)
     pf.gpu_gb = dev.get("gpu_mem_total_gb")
+    pf.mem_gb = estimate_memory_gb(model, cfg) if dev["kind"] == "cuda" else None
+    if dev["kind"] != "cuda":
+        pf.mem_text = (f"Memory: this run uses the machine's RAM ({dev['ram_available_gb']} of "
+                       f"{dev['ram_total_gb']} GB free); there is no GPU memory to estimate.")
+    elif pf.mem_gb is None:
+        pf.mem_text = "GPU memory: no estimate (the model's shape is unknown until it is downloaded)."
+    else:
+        pf.mem_text = f"GPU memory: about {pf.mem_gb} GB of {pf.gpu_gb} GB (arithmetic on the model's shape)."
     if pf.mem_gb is not None and pf.gpu_gb:
         if pf.mem_gb > pf.gpu_gb:
             pf.add("error", f"Estimated {pf.mem_gb} GB of GPU memory needed, the GPU has {pf.gpu_gb} GB. Lower the "
@@ -151,6 +162,30 @@ def run_preflight(model: str, cfg: dict, rows: list[dict], total_steps: int | No
         else:
             pf.add("ok", f"Estimated {pf.mem_gb} of {pf.gpu_gb} GB GPU memory.")
     if total_steps:
+        _estimate_time(pf, model, cfg, total_steps, dev)
+    return pf
+
+
+def _estimate_time(pf: Preflight, model: str, cfg: dict, total_steps: int, dev: dict) -> None:
+    """A past run of this model on this device beats arithmetic; on a CPU arithmetic means nothing."""
+    found = speed.estimate_s(speed.measured_runs(runs.list_runs()), model, dev["kind"], cfg, total_steps)
+    if found is not None:
+        secs, m = found
+        pf.minutes = round(secs / 60, 1)
+        pf.time_text = (f"Time: about {_minutes(secs)}, measured on this machine from {m.run_id} "
+                        f"({m.s_per_step:.2f} s/step, {m.setup_s:.0f} s to load and preprocess).")
+    elif dev["kind"] == "cuda":
         gpu_name = (dev.get("gpus") or [{}])[0].get("name", "")
         pf.minutes = estimate_minutes(model, cfg, total_steps, dev["kind"], gpu_name)
-    return pf
+        pf.time_text = (f"Time: roughly {_minutes(pf.minutes * 60)} of training on {gpu_name or 'this GPU'}, "
+                        "from the model's size (loading and preprocessing come on top); the live view "
+                        "shows the measured ETA." if pf.minutes is not None else
+                        "Time: no estimate (the model's shape is unknown until it is downloaded).")
+    else:
+        pf.time_text = (f"Time: no estimate yet for this model on this {dev['kind'].upper()}: nothing has been "
+                        "measured here. After the first steps the live view shows the measured ETA, and "
+                        "the next run's estimate comes from this one.")
+
+
+def _minutes(secs: float) -> str:
+    return "under a minute" if secs < 60 else f"{secs / 60:.0f} min" if secs < 5400 else f"{secs / 3600:.1f} h"

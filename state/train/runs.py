@@ -12,7 +12,7 @@ from pathlib import Path
 from state import jobs, paths
 from state.events import EVENTS_FILE, EventTail
 from state.fsutil import read_json_object, write_json
-from state.series import RunSeries, follow
+from state.series import RunSeries, follow, timing
 
 CONFIG = "config.json"
 DATASET_SNAPSHOT = "dataset.jsonl"
@@ -62,8 +62,8 @@ def summarize(run_dir: Path, series: RunSeries | None = None) -> RunSummary:
     s = series or load_series(run_dir)
     cfg, cfg_damaged = read_config(run_dir)
     info = jobs.job_info(run_dir)
-    first_t = _num(s.start.get("t")) if s.start else info.get("started_at")
-    end_t = _num(s.end.get("t")) if s.end else (time.time() if st.active else (s.t[-1] if s.t else None))
+    # the same working time the live view shows: queue wait left out, resumes summed
+    worked = timing(s, st.started_at, time.time(), st.active, queues="--after" in (info.get("argv") or []))
     damaged = "\n".join(p for p in (st.detail if st.status == "damaged" else "", cfg_damaged) if p)
     model = cfg.get("model_id")
     total = (s.start or {}).get("total_steps")
@@ -74,7 +74,7 @@ def summarize(run_dir: Path, series: RunSeries | None = None) -> RunSummary:
         steps=int(_num(s.last_step.get("step"))) if s.last_step else 0,
         total_steps=int(total) if isinstance(total, (int, float)) and not isinstance(total, bool) else None,
         last_loss=s.last_loss, best_loss=s.best_loss,
-        duration_s=(end_t - first_t) if (end_t and first_t) else None, created=info.get("started_at"),
+        duration_s=worked.run_s if (s.launches or st.active) else None, created=info.get("started_at"),
         detail=st.detail, damaged=damaged,
     )
 
@@ -158,13 +158,17 @@ def delete_run(run_dir: Path) -> None:
     shutil.rmtree(run_dir)
 
 
+DIFF_SKIP = ("manifest",)  # the run's own dataset snapshot path: different for every run, says nothing
+
+
 def config_diff(configs: dict[str, dict]) -> list[dict]:
-    """Rows of settings that differ between runs (run id -> config)."""
-    keys = sorted({k for c in configs.values() for k in c})
+    """Rows of settings that differ between runs (run id -> config), values as text: one table
+    column holds numbers, names and lists, which a typed table cannot."""
+    keys = sorted({k for c in configs.values() for k in c} - set(DIFF_SKIP))
     rows = []
     for k in keys:
         vals = {rid: c.get(k) for rid, c in configs.items()}
         if len({json.dumps(v, sort_keys=True) for v in vals.values()}) > 1:
-            rows.append({"setting": k, **{rid: json.dumps(v) if isinstance(v, (list, dict)) else v
+            rows.append({"setting": k, **{rid: v if isinstance(v, str) else "–" if v is None else json.dumps(v)
                                           for rid, v in vals.items()}})
     return rows

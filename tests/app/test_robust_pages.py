@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from disk_kit import fill, small_tmpfs
 from streamlit.testing.v1 import AppTest
 
 from state import events, fsutil
 from state.dataset import manifest
 from state.fsutil import write_json
 
-from disk_kit import fill, small_tmpfs
 from locations import APP
 
 PAGES = ["app_pages/dataset.py", "app_pages/train.py", "app_pages/runs.py", "app_pages/ab.py",

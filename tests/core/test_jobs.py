@@ -183,3 +183,21 @@ def test_jobs_inside_a_run_are_listed_too(ws):
     write_json(run / "job.json", {"kind": "train", "pid": None, "started_at": 1.0})
     write_json(ab / "job.json", {"kind": "ab", "pid": None, "started_at": 2.0})
     assert jobs.list_jobs() == [ab, run]
+
+
+def test_log_view_leaves_out_library_notices_and_keeps_log_txt_whole(ws):
+    d = paths.run_dir("noisy")
+    d.mkdir(parents=True)
+    raw = ("\rLoading:   0%|          | 0/6 [00:00<?, ?it/s]/x/.venv/lib/python3.11/site-packages/torch/nn/utils/"
+           "weight_norm.py:144: FutureWarning: `weight_norm` is deprecated.\n"
+           "  WeightNorm.apply(module, name, dim)\n"
+           "\rLoading:  50%|#####     | 3/6\rLoading: 100%|##########| 6/6 [00:02<00:00]\n"
+           "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'. "
+           "Please make sure you already `pip install kernels`\n"
+           "ValueError: the dataset has no usable tracks\n")
+    (d / jobs.LOG_FILE).write_bytes(raw.encode())
+    lines, hidden = jobs.log_view(d)
+    assert hidden == 2
+    assert lines == ["Loading:   0%|          | 0/6 [00:00<?, ?it/s]", "Loading: 100%|##########| 6/6 [00:02<00:00]",
+                     "ValueError: the dataset has no usable tracks"]
+    assert (d / jobs.LOG_FILE).read_bytes() == raw.encode()

@@ -10,11 +10,11 @@ import sys
 import time
 
 import pytest
+from disk_kit import fill, small_tmpfs
 
 from state import events, fsutil, jobs, paths
 from state.fsutil import write_json
 
-from disk_kit import fill, small_tmpfs
 from locations import REPO
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from state.series import RunSeries, ema, minmax_downsample
+from state.series import RunSeries, ema, minmax_downsample, timing
 
 
 def test_downsample_keeps_spikes_and_bounds_points():
@@ -46,3 +46,33 @@ def test_series_folds_events_and_drops_missing_values():
 def test_ema_bias_corrected():
     y = np.array([10.0, 10.0, 10.0])
     assert np.allclose(ema(y, 0.1), 10.0)
+
+
+# ---- where a run's time went (series.timing) ---------------------------------------------------
+
+def test_timing_right_after_a_resume_is_never_negative():
+    """A resume's process is importing: the newest event is still the old launch's `end`."""
+    s = RunSeries()
+    s.add([{"type": "phase", "t": 100.0}, {"type": "start", "t": 110.0}, {"type": "step", "step": 5, "t": 150.0},
+           {"type": "end", "status": "stopped", "t": 160.0}])
+    tm = timing(s, started_at=400.0, now=420.0, active=True)
+    assert (tm.run_s, tm.launch_s, tm.queued_s, tm.launches) == (80.0, 20.0, None, 2)
+    s.add([{"type": "phase", "t": 405.0}, {"type": "start", "t": 410.0}])
+    assert timing(s, started_at=400.0, now=430.0, active=True).run_s == 90.0  # 60 + 30, from its process start
+
+
+def test_timing_keeps_the_queue_out_of_the_working_time():
+    s = RunSeries()
+    s.add([{"type": "queued", "after": "run-a", "t": 12.0}])
+    tm = timing(s, started_at=10.0, now=300.0, active=True, queues=True)
+    assert (tm.queued_s, tm.run_s) == (290.0, 0.0)
+    s.add([{"type": "phase", "name": "load", "t": 301.0}, {"type": "start", "t": 310.0},
+           {"type": "step", "step": 1, "t": 330.0}, {"type": "end", "status": "completed", "t": 354.0}])
+    tm = timing(s, started_at=10.0, now=999.0, active=False, queues=True)
+    assert (tm.queued_s, tm.run_s) == (291.0, 53.0)
+
+
+def test_timing_of_a_job_that_died_without_an_end_stops_at_its_last_event():
+    s = RunSeries()
+    s.add([{"type": "phase", "t": 0.0}, {"type": "step", "step": 1, "t": 30.0}])
+    assert timing(s, started_at=0.0, now=5000.0, active=False).run_s == 30.0

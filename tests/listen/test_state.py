@@ -117,3 +117,11 @@ def test_the_dashboard_side_imports_no_torch():
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_output_labels_are_words_a_listener_reads():
+    req = ab.ABRequest.from_dict({"run_id": "r", "mode": ab.MODES[1], "sources": ["/x/final", "/x/checkpoints/step-000040"],
+                                  "prompt": {"caption": "c"}, "scales": [0, 1.0, 0.5]})
+    assert [o["label"] for o in ab.plan_outputs(req)] == [
+        "Base model (adapter off)", "Final adapter", "Final adapter at strength 0.5",
+        "Checkpoint at step 40", "Checkpoint at step 40 at strength 0.5"]

@@ -20,7 +20,7 @@ def test_charts_downsample_and_keep_the_spike():
     assert max(raw.y) > 25 and 150_001 in set(raw.x)
     assert fig.layout.yaxis.type == "log"
     names = {tr.name for tr in fig.data}
-    assert {"loss", "smoothed", "resumed", "sample"} <= names
+    assert {"loss", "smoothed", "resumed", "preview"} <= names
     for f in (charts.lr_figure(s), charts.memory_figure(s)):
         assert all(len(tr.x) <= charts.MAX_POINTS for tr in f.data)
 

@@ -35,6 +35,7 @@ def test_train_page_charts_are_downsampled(workspace, monkeypatch):
 
     at = AppTest.from_file(APP, default_timeout=120)
     at.switch_page("app_pages/train.py")
+    at.session_state["train_tab"] = "Live run"
     at.run()
     assert not at.exception
     charts = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]

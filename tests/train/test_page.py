@@ -58,10 +58,14 @@ def test_train_stop_resume_complete_then_runs_page(ws):
     assert not at.exception
     assert any("Demo model: random weights" in m.value for m in at.markdown)
     at.selectbox(key="train_preset").select("Quick test (minutes, checks the pipeline)").run()
-    at.number_input(key="train_steps_Quick test (minutes, checks the pipeline)").set_value(60).run()
+    at.number_input(key="train_max_steps").set_value(40).run()
     at.button(key="train_start").click().run()
     assert not at.exception
     [run_dir] = runs.list_runs()
+    # the run just started is the one on screen, in the Live run tab, with its Stop button
+    assert at.session_state["train_tab"] == "Live run"
+    assert at.selectbox(key="train_view").value == run_dir.name
+    assert at.button(key="train_live_stop")
     assert (run_dir / "config.json").exists() and (run_dir / "dataset.jsonl").exists()
 
     # the sidebar of any page lists the running job
@@ -72,7 +76,7 @@ def test_train_stop_resume_complete_then_runs_page(ws):
     # stop from the live panel once training is under way
     wait(lambda: len(steps(run_dir)) >= 1 and jobs.is_ready(run_dir))
     at.run()
-    at.button(key="train_stop").click().run()
+    at.button(key="train_live_stop").click().run()
     wait(lambda: jobs.status(run_dir).status == "stopped", timeout=120)
     at.run()
     assert at.metric[0].value == "⏸️ stopped"
@@ -81,13 +85,13 @@ def test_train_stop_resume_complete_then_runs_page(ws):
     stopped_at = steps(run_dir)[-1]["step"]
 
     # resume from the newest checkpoint; it continues and completes
-    at.selectbox(key="train_resume_pick").select(ckpts[-1].name).run()
-    at.button(key="train_resume").click().run()
-    wait(lambda: jobs.status(run_dir).status == "completed", timeout=240)
+    at.selectbox(key="train_live_resume_pick").select(ckpts[-1].name).run()
+    at.button(key="train_live_resume").click().run()
+    wait(lambda: jobs.status(run_dir).status == "completed", timeout=400)
     evs = read_all(run_dir / "events.jsonl")
     resumed = [e for e in evs if e["type"] == "resumed"]
     assert resumed and resumed[-1]["step"] >= stopped_at - 1
-    assert steps(run_dir)[-1]["step"] == 60
+    assert steps(run_dir)[-1]["step"] == 40
     at.run()
     assert at.metric[0].value == "✅ completed" and not at.exception
 
@@ -96,7 +100,7 @@ def test_train_stop_resume_complete_then_runs_page(ws):
     assert not rp.exception
     table = rp.dataframe[0].value
     row = table[table["run"] == run_dir.name].iloc[0]
-    assert row["status"] == "completed" and row["steps"] == 60 and row["tracks"] == 3
+    assert row["status"] == "completed" and row["steps"] == 40 and row["tracks"] == 3
     rp.button(key="runs_zip").click().run()
     dl = rp.get("download_button")
     assert dl and dl[0].label == "Download adapter (.zip)"
@@ -112,9 +116,9 @@ def test_preflight_blocks_a_model_that_is_not_here(ws):
 
 def test_bad_config_is_refused_with_the_field_named(ws):
     at = page("train")
-    at.number_input(key="train_warmup").set_value(0.5).run()  # allowed edge
+    at.number_input(key="train_warmup_ratio").set_value(0.5).run()  # allowed edge
     assert not at.button(key="train_start").disabled
-    at.number_input(key="train_clip_Defaults").set_value(0.5).run()
+    at.number_input(key="train_clip_seconds").set_value(0.5).run()
     assert any("clip_seconds" in m.value for m in at.markdown)
     assert at.button(key="train_start").disabled
 
