@@ -33,7 +33,7 @@ with left:
 with right:
     choices = list(dict.fromkeys([settings.model_id(), *settings.local_models(), *known_ids()]))
     model = st.selectbox("Model", choices + ["Other (Hub id or local folder)…"], key="train_model",
-                         format_func=lambda m: f"{m} — {info_for(m).note}" if info_for(m).note else m)
+                         format_func=model_fetch.choice_label)
     if model.startswith("Other"):
         model = st.text_input("Hub id or folder", key="train_model_other", placeholder="org/name or /path/to/model")
     if model and model != settings.model_id() and st.button("Use as default model", key="train_set_default"):
