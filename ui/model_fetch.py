@@ -22,7 +22,7 @@ def choice_label(model_id: str) -> str:
 
 
 def gb(n: int | float) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
 @st.cache_data(ttl=SIZE_TTL_S, show_spinner="Asking the Hub how big the download is…", max_entries=64)
@@ -55,9 +55,9 @@ def download_panel(model_id: str, key: str = "train_fetch") -> None:
         st.info(f"{model_id} is not on this machine. Download: **{gb(size['bytes'])}** in {size['files']} files "
                 f"from {', '.join(p['repo_id'] for p in size['parts'])}"
                 + (", then converted to diffusers format on this machine." if size["source"] == "original" else "."))
-    with st.expander("Token (only for gated or private repositories)"):
-        hf_token.field(f"{key}_token", "Hugging Face token (read)",
-                       env_note="Using the HF_TOKEN secret. A `hf auth login` on this machine works too.")
+    # not an expander: the Dataset page shows this panel inside one, and expanders do not nest
+    hf_token.field(f"{key}_token", "Hugging Face token (only for gated or private repositories)",
+                   env_note="Using the HF_TOKEN secret.")
     if st.button("Download model", key=key):
         download.start_fetch(model_id, hf_token.token())
         _size.clear()

@@ -317,3 +317,42 @@ def test_train_page_shows_size_flags_unconfirmed_ids_and_starts_the_fetch(worksp
     finally:
         jobs.kill(job)
     assert json.loads((job / "params.json").read_text()) == {"model_id": DEFAULT_MODEL_ID}
+
+
+def test_download_panel_works_inside_an_expander(workspace, fake_hub):
+    """The Dataset page shows the panel (for the 5 Hz LM) inside an expander; nothing in it may nest one."""
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import streamlit as st
+
+        from ui import model_fetch
+
+        with st.expander("Download the LM", expanded=True):
+            model_fetch.download_panel("ACE-Step/acestep-5Hz-lm-0.6B")
+
+    fake_hub.add_repo("ACE-Step/acestep-5Hz-lm-0.6B", {"config.json": b"{}", "model.safetensors": b"\0" * 4000})
+    at = AppTest.from_function(page, default_timeout=30).run()
+    assert not at.exception
+    assert "Download: **4.0 kB** in 2 files from ACE-Step/acestep-5Hz-lm-0.6B." in at.info[0].value
+
+
+def test_a_failed_import_keeps_the_download_and_the_retry_fetches_nothing_again(workspace, release_on_hub, tmp_path,
+                                                                                 monkeypatch):
+    from state.model.catalog import DEFAULT_MODEL_ID
+    from trainer.model import convert
+
+    real = convert.import_original
+    monkeypatch.setattr(convert, "import_original", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
+    with pytest.raises(OSError):
+        fetch.job_fetch(_job(tmp_path / "a", {"model_id": DEFAULT_MODEL_ID}), None)
+    assert (workspace / "models" / ".incoming" / "ACE-Step--acestep-v15-base" / "vae").is_dir()
+    first = len(release_on_hub.downloaded(RELEASE)) + len(release_on_hub.downloaded(DEFAULT_MODEL_ID))
+    monkeypatch.setattr(convert, "import_original", real)
+    ctx = _job(tmp_path / "b", {"model_id": DEFAULT_MODEL_ID})
+    assert fetch.job_fetch(ctx, None) == "completed"
+    again = len(release_on_hub.downloaded(RELEASE)) + len(release_on_hub.downloaded(DEFAULT_MODEL_ID))
+    assert first > 0 and again == first, "the retry downloaded files it already had"
+    assert not (workspace / "models" / ".incoming").exists()
+    first_bar = [e for e in read_all(ctx.events.path) if e["type"] == "phase"][0]
+    assert first_bar["done"] == first_bar["total"]  # the bar starts full: everything was already there

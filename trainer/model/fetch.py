@@ -213,7 +213,8 @@ def _drop_empty(folder: Path) -> None:
 
 
 def job_fetch(ctx, args) -> str:
-    """Job kind "fetch": params `model_id` (or `repo_id`), optional `revision`. Token: hf_token() only."""
+    """Job kind "fetch": params `model_id` (or `repo_id`), optional `revision` (of the model's own repo; the
+    shared VAE/text-encoder repo of a release-layout model stays at main). Token: hf_token() only."""
     from huggingface_hub.utils import disable_progress_bars
 
     model_id = str(ctx.params.get("model_id") or ctx.params.get("repo_id") or "").strip()
