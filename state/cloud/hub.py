@@ -42,13 +42,18 @@ def hf_token() -> str | None:
     return get_token() or None
 
 
-def _token_name() -> str:
-    """Which token a message is about, so the user knows which one to replace."""
-    return "the token in HF_TOKEN" if os.environ.get("HF_TOKEN") else "the token saved by `hf auth login`"
+def token_name(token: str | None = None) -> str:
+    """Which token a message is about (`token`: the one used, when known), so the user knows which to replace."""
+    env = os.environ.get("HF_TOKEN")
+    if token and token != env:
+        return "the token in the token field"
+    return "the token in HF_TOKEN" if env else "the token saved by `hf auth login`"
 
 
-def _token_fix() -> str:
-    return "update HF_TOKEN (or the token field)" if os.environ.get("HF_TOKEN") else "run `hf auth login` with it"
+def _token_fix(who: str) -> str:
+    if "HF_TOKEN" in who:
+        return "update HF_TOKEN (a job gets a pasted token that way too: paste the new one)"
+    return "paste the new one into the token field" if "field" in who else "run `hf auth login` with it"
 
 
 def _cap(text: str) -> str:
@@ -84,11 +89,13 @@ def _is_network_error(exc: BaseException) -> bool:
     return False
 
 
-def explain(exc: BaseException, repo_id: str, has_token: bool, action: str = "download") -> HubError:
+def explain(exc: BaseException, repo_id: str, has_token: bool, action: str = "download",
+            who: str | None = None) -> HubError:
     """Map huggingface_hub's exceptions to one sentence and one next step. Never echoes a token.
 
     `action` is "download" (reads), "upload" (model repos), "list" or "space" (pause, sleep time):
-    a 401/403 means something different when we read than when we write.
+    a 401/403 means something different when we read than when we write. `who` names the token
+    used where it is not the process's own (the dashboard's token field: see token_name).
     """
     from huggingface_hub.errors import (
         DryRunError,
@@ -101,10 +108,10 @@ def explain(exc: BaseException, repo_id: str, has_token: bool, action: str = "do
     )
 
     if isinstance(exc, DryRunError) and exc.__cause__ is not None:
-        return explain(exc.__cause__, repo_id, has_token, action)  # a dry run wraps the Hub's answer
+        return explain(exc.__cause__, repo_id, has_token, action, who)  # a dry run wraps the Hub's answer
     verb, verbing = _ACTIONS.get(action, (action, action))
     writes = action in ("upload", "space")
-    who = _token_name()
+    who = who or token_name()
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(exc, HFValidationError):
         return HubError(f"{repo_id!r} is not a valid Hub repository id.",
@@ -135,7 +142,7 @@ def explain(exc: BaseException, repo_id: str, has_token: bool, action: str = "do
                             + " token) and retry.")
         return HubError(f"The Hugging Face token ({who.removeprefix('the token ')}) was rejected (401).",
                         "Create a new " + ("write" if writes else "read") + " token on "
-                        "huggingface.co/settings/tokens and " + _token_fix() + ".")
+                        "huggingface.co/settings/tokens and " + _token_fix(who) + ".")
     if isinstance(exc, HfHubHTTPError) and status == 403:
         if writes:
             what = "pause or configure this Space" if action == "space" else f"write to {repo_id}"

@@ -71,7 +71,7 @@ def hub_size(model_id: str, token: str | None = None, revision: str | None = Non
     """
     from huggingface_hub import HfApi
 
-    from state.cloud.hub import explain
+    from state.cloud.hub import explain, token_name
 
     model_id = model_id.strip()
     out = DownloadSize(model_id, info_for(model_id).source)
@@ -80,7 +80,7 @@ def hub_size(model_id: str, token: str | None = None, revision: str | None = Non
             info = HfApi().model_info(part.repo_id, revision=revision if part.repo_id == model_id else None,
                                       files_metadata=True, token=token or None)
         except Exception as exc:  # noqa: BLE001 - every Hub failure becomes a sentence
-            raise explain(exc, part.repo_id, bool(token) or _logged_in()) from exc
+            raise explain(exc, part.repo_id, bool(token) or _logged_in(), who=token_name(token)) from exc
         sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
         files = matching(sorted(sizes), part)
         out.parts.append(PartSize(part.repo_id, info.sha, files, sum(sizes[f] for f in files)))

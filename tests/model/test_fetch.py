@@ -356,3 +356,12 @@ def test_a_failed_import_keeps_the_download_and_the_retry_fetches_nothing_again(
     assert not (workspace / "models" / ".incoming").exists()
     first_bar = [e for e in read_all(ctx.events.path) if e["type"] == "phase"][0]
     assert first_bar["done"] == first_bar["total"]  # the bar starts full: everything was already there
+
+
+def test_a_rejected_token_from_the_token_field_is_named_as_such(workspace, release_on_hub):
+    from state.model import download
+    from state.model.catalog import DEFAULT_MODEL_ID
+
+    with pytest.raises(fetch.FetchError) as info:
+        download.hub_size(DEFAULT_MODEL_ID, "hf_pastedBUTwrongPASTEDbutWRONG00")
+    assert "(in the token field) was rejected (401)" in str(info.value) and "token field" in info.value.hint
