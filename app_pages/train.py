@@ -8,7 +8,7 @@ import streamlit as st
 
 from state import jobs, paths, settings
 from state.dataset import manifest
-from state.model.catalog import DEMO_MODEL_ID, info_for, known_ids
+from state.model.catalog import DEMO_MODEL_ID, known_ids
 from state.train import preflight, runs
 from state.train.config import ConfigError, TrainConfig, make_plan
 from ui import live, model_fetch, waiting
@@ -55,8 +55,7 @@ with new_tab:
     with right:
         other = "Other (Hub id or local folder)…"
         choices = list(dict.fromkeys([settings.model_id(), *settings.local_models(), *known_ids()]))
-        model = tf.model_select(choices + [other],
-                                lambda m: f"{m} — {info_for(m).note}" if m != other and info_for(m).note else m)
+        model = tf.model_select(choices + [other], lambda m: m if m == other else model_fetch.choice_label(m))
         if model == other:
             model = st.text_input("Hub id or folder", key="train_model_other", placeholder="org/name or /path/to/model")
         if model and model != settings.model_id() and st.button("Use as default model", key="train_set_default"):

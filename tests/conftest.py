@@ -126,3 +126,21 @@ def ab_run(workspace, _ab_run):
     dest = workspace / "lora_output" / _ab_run.name
     shutil.copytree(_ab_run, dest)
     return dest
+
+
+# ---------------------------------------------------------------- the Hub (tests/hub_server.py)
+
+@pytest.fixture(autouse=True)
+def _no_real_hub(monkeypatch, tmp_path_factory):
+    """No test reaches huggingface.co or this machine's saved Hub login: Hub calls outside the fake
+    Hub (the `fake_hub` fixture) are refused at once, in this process and in the jobs it starts."""
+    from huggingface_hub import constants
+
+    dead = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
+    home = tmp_path_factory.getbasetemp() / "hf_home_empty"
+    monkeypatch.setenv("HF_ENDPOINT", dead)
+    monkeypatch.setattr(constants, "ENDPOINT", dead)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", dead + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)

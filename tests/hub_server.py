@@ -4,17 +4,23 @@ It implements just the endpoints that the huggingface_hub 2.4 calls in trainer/c
 trainer/cloud/sync.py, trainer/cloud/space_watch.py and state/cloud/hub.py hit (read from that library's source):
 
     POST /api/repos/create                         create_repo
-    GET  /api/models/{repo}[/revision/{rev}]       repo_info (create_repo's exist_ok path, snapshot_download)
+    GET  /api/models/{repo}[/revision/{rev}]       repo_info / model_info (create_repo's exist_ok path,
+                                                   snapshot_download); ?blobs=true adds file sizes
     POST /api/validate-yaml                        create_commit, when README.md is in the commit
     POST /api/models/{repo}/preupload/{rev}        every commit: we answer "regular" for each file, so its
                                                    content arrives base64 in the commit itself (no LFS leg)
     POST /api/models/{repo}/commit/{rev}           NDJSON: header, file, deletedFile, deletedFolder
-    GET  /api/models/{repo}/tree/{rev}[/path]      list_repo_files / list_repo_tree (upload_folder deletions)
+    GET  /api/models/{repo}/tree/{rev}[/path]      list_repo_files / list_repo_tree (upload_folder deletions,
+                                                   snapshot_download's listing, also its dry run)
     HEAD|GET /{repo}/resolve/{rev}/{path}          hf_hub_download
     POST /api/spaces/{repo}/pause | /sleeptime     pause_space, set_space_sleep_time
 
-Tokens: WRITE_TOKEN may write, READ_TOKEN gets 403 on writes, anything else 401. Every request is
-recorded (method, path, token) so tests can assert what was called.
+Tokens: WRITE_TOKEN may write, READ_TOKEN gets 403 on writes, any other token 401. Reads: a public
+repo needs no token; a private one answers 401 RepoNotFound without a valid token; a gated one
+answers 401 GatedRepo without a token and 403 GatedRepo to READ_TOKEN (only WRITE_TOKEN's account
+accepted its terms). Revisions: `main`, or any commit sha the repo has had (each commit keeps its
+snapshot); anything else is 404 RevisionNotFound. Every request is recorded (method, path, query,
+token) so tests can assert what was called; `add_repo` seeds a repo without HTTP.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 WRITE_TOKEN = "hf_WRITEtokenTESTtokenWRITEtoken00"
 READ_TOKEN = "hf_READtokenTESTtokenREADtoken0000"
@@ -36,11 +42,17 @@ def git_oid(data: bytes) -> str:
 
 
 class Repo:
-    def __init__(self, repo_id: str, private: bool):
-        self.repo_id, self.private = repo_id, private
+    def __init__(self, repo_id: str, private: bool, gated: bool = False):
+        self.repo_id, self.private, self.gated = repo_id, private, gated
         self.files: dict[str, bytes] = {}
         self.commits: list[dict] = []
         self.sha = "0" * 40
+        self.snapshots: dict[str, dict[str, bytes]] = {self.sha: {}}
+
+    def at(self, revision: str) -> tuple[str, dict[str, bytes]] | None:
+        """(commit sha, files) at a branch name or commit sha; None when the repo has no such revision."""
+        sha = self.sha if revision == "main" else revision
+        return (sha, self.snapshots[sha]) if sha in self.snapshots else None
 
     def commit(self, summary: str, adds: dict[str, bytes], deletes: list[str]) -> str:
         for d in deletes:
@@ -49,6 +61,7 @@ class Repo:
         self.files.update(adds)
         self.sha = hashlib.sha1(f"{len(self.commits)}{summary}{sorted(self.files)}".encode()).hexdigest()
         self.commits.append({"summary": summary, "added": sorted(adds), "deleted": deletes, "sha": self.sha})
+        self.snapshots[self.sha] = dict(self.files)
         return self.sha
 
 
@@ -92,6 +105,18 @@ class FakeHub:
     def paths_called(self, method: str | None = None) -> list[str]:
         return [r["path"] for r in self.requests if method is None or r["method"] == method]
 
+    def add_repo(self, repo_id: str, files: dict[str, bytes], private: bool = False, gated: bool = False) -> Repo:
+        """A model repo with one commit holding `files`, as if someone had published it."""
+        repo = self.repos[repo_id] = Repo(repo_id, private, gated)
+        repo.commit("initial commit", dict(files), [])
+        return repo
+
+    def downloaded(self, repo_id: str) -> list[str]:
+        """The files of `repo_id` whose bytes were fetched (GET on resolve/), in request order."""
+        prefix = f"/{repo_id}/resolve/"
+        return [r["path"][len(prefix):].split("/", 1)[1] for r in self.requests
+                if r["method"] == "GET" and r["path"].startswith(prefix)]
+
     @staticmethod
     def _send(h, status: int, body=None, headers: dict | None = None, raw: bytes | None = None) -> None:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
@@ -121,19 +146,41 @@ class FakeHub:
             self._send(h, 404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
         return repo
 
+    def _readable(self, h, repo_id: str, revision: str) -> tuple[Repo, str, dict[str, bytes]] | None:
+        """(repo, commit sha, files) when this request may read `repo_id` at `revision`; else answers the error."""
+        tok = (h.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        if tok and tok not in (WRITE_TOKEN, READ_TOKEN):
+            self._send(h, 401, {"error": "Invalid credentials in Authorization header"},
+                       {"X-Error-Message": "Invalid credentials in Authorization header"})
+            return None
+        repo = self.repos.get(repo_id)
+        if repo is None or (repo.private and not tok):
+            self._send(h, 401 if not tok else 404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+            return None
+        if repo.gated and tok != WRITE_TOKEN:
+            self._send(h, 403 if tok else 401, {"error": f"Access to model {repo_id} is restricted."},
+                       {"X-Error-Code": "GatedRepo", "X-Error-Message": f"Access to model {repo_id} is restricted."})
+            return None
+        found = repo.at(revision)
+        if found is None:
+            self._send(h, 404, {"error": f"Invalid rev id: {revision}"}, {"X-Error-Code": "RevisionNotFound"})
+            return None
+        return repo, *found
+
     # ---- routing ----------------------------------------------------------------------------
 
     def _handle(self, h, method: str) -> None:
         url = urlparse(h.path)
         path = unquote(url.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         tok = (h.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
         with self.lock:
-            self.requests.append({"method": method, "path": path, "token": tok})
-            self._route(h, method, path, body)
+            self.requests.append({"method": method, "path": path, "query": query, "token": tok})
+            self._route(h, method, path, body, query)
 
-    def _route(self, h, method: str, path: str, body: bytes) -> None:
+    def _route(self, h, method: str, path: str, body: bytes, query: dict | None = None) -> None:
         if method == "POST" and path == "/api/repos/create":
             if not self._auth(h, write=True):
                 return
@@ -160,19 +207,24 @@ class FakeHub:
         if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/commit/([^/]+)", path):
             return self._commit(h, m.group(1), body)
         if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path):
-            return self._tree(h, m.group(1), (m.group(3) or "").lstrip("/"))
-        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)(/revision/[^/]+)?", path):
-            if not self._auth(h, write=False) or (repo := self._repo(h, m.group(1))) is None:
+            return self._tree(h, m.group(1), m.group(2), (m.group(3) or "").lstrip("/"))
+        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
+            if (found := self._readable(h, m.group(1), m.group(2) or "main")) is None:
                 return
-            return self._send(h, 200, {"id": repo.repo_id, "sha": repo.sha, "private": repo.private,
-                                       "siblings": [{"rfilename": f} for f in sorted(repo.files)]})
+            repo, sha, files = found
+            blobs = (query or {}).get("blobs") == "true"
+            siblings = [{"rfilename": f, **({"size": len(d), "blobId": git_oid(d)} if blobs else {})}
+                        for f, d in sorted(files.items())]
+            return self._send(h, 200, {"id": repo.repo_id, "sha": sha, "private": repo.private,
+                                       "gated": "auto" if repo.gated else False, "siblings": siblings})
         if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
-            if not self._auth(h, write=False) or (repo := self._repo(h, m.group(1))) is None:
+            if (found := self._readable(h, m.group(1), m.group(2))) is None:
                 return
-            data = repo.files.get(m.group(3))
+            _repo, sha, files = found
+            data = files.get(m.group(3))
             if data is None:
                 return self._send(h, 404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
-            return self._send(h, 200, raw=data, headers={"X-Repo-Commit": repo.sha, "ETag": f'"{git_oid(data)}"'})
+            return self._send(h, 200, raw=data, headers={"X-Repo-Commit": sha, "ETag": f'"{git_oid(data)}"'})
         self._send(h, 404, {"error": f"fake hub: no route for {method} {path}"})
 
     def _preupload(self, h, repo_id: str, body: bytes) -> None:
@@ -204,11 +256,11 @@ class FakeHub:
         sha = repo.commit(summary, adds, deletes)
         self._send(h, 200, {"commitUrl": f"{self.url}/{repo_id}/commit/{sha}", "commitOid": sha})
 
-    def _tree(self, h, repo_id: str, prefix: str) -> None:
-        if not self._auth(h, write=False) or (repo := self._repo(h, repo_id)) is None:
+    def _tree(self, h, repo_id: str, revision: str, prefix: str) -> None:
+        if (found := self._readable(h, repo_id, revision)) is None:
             return
         entries, folders = [], set()
-        for p, data in sorted(repo.files.items()):
+        for p, data in sorted(found[2].items()):
             if prefix and not p.startswith(prefix.rstrip("/") + "/"):
                 continue
             parts = p.split("/")

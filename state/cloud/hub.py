@@ -6,8 +6,9 @@ space-watch) and the dashboard's Space panel. huggingface_hub is imported inside
 that use it, so `import state` stays instant.
 
 The token rule: a token comes from the HF_TOKEN environment variable (a Space secret, or the
-dashboard handing a password-field token to a job through its environment). It is passed straight
-to huggingface_hub and never written to params, events, logs, settings or any folder.
+dashboard handing a password-field token to a job through its environment), else from a
+`hf auth login` / `huggingface-cli login` on this machine (huggingface_hub's stored token). It is
+passed straight to huggingface_hub and never written to params, events, logs, settings or any folder.
 """
 from __future__ import annotations
 
@@ -33,14 +34,41 @@ class HubError(RuntimeError):
 
 
 def hf_token() -> str | None:
-    return os.environ.get("HF_TOKEN") or None
+    """HF_TOKEN, else the token a `hf auth login` stored (huggingface_hub's own lookup), else None."""
+    if os.environ.get("HF_TOKEN"):
+        return os.environ["HF_TOKEN"]
+    from huggingface_hub import get_token
+
+    return get_token() or None
+
+
+def token_name(token: str | None = None) -> str:
+    """Which token a message is about (`token`: the one used, when known), so the user knows which to replace."""
+    env = os.environ.get("HF_TOKEN")
+    if token and token != env:
+        return "the token in the token field"
+    return "the token in HF_TOKEN" if env else "the token saved by `hf auth login`"
+
+
+def _token_fix(who: str) -> str:
+    if "HF_TOKEN" in who:
+        return "update HF_TOKEN (a job gets a pasted token that way too: paste the new one)"
+    return "paste the new one into the token field" if "field" in who else "run `hf auth login` with it"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]  # str.capitalize() would lower-case HF_TOKEN
+
+
+_SET_TOKEN = "set HF_TOKEN, paste a token into the token field, or run `hf auth login`"
 
 
 def missing_token(action: str = "upload") -> HubError:
     verb = _ACTIONS.get(action, (action, action))[0]
     return HubError(f"No Hugging Face token: one is needed to {verb} the Hub.",
-                    "Set the HF_TOKEN secret (Space settings → Variables and secrets) or paste a token with "
-                    "write access from huggingface.co/settings/tokens into the token field.")
+                    "Set the HF_TOKEN secret (Space settings → Variables and secrets), run `hf auth login` on "
+                    "this machine, or paste a token with write access from huggingface.co/settings/tokens "
+                    "into the token field.")
 
 
 def _chain(exc: BaseException):
@@ -61,13 +89,16 @@ def _is_network_error(exc: BaseException) -> bool:
     return False
 
 
-def explain(exc: BaseException, repo_id: str, has_token: bool, action: str = "download") -> HubError:
+def explain(exc: BaseException, repo_id: str, has_token: bool, action: str = "download",
+            who: str | None = None) -> HubError:
     """Map huggingface_hub's exceptions to one sentence and one next step. Never echoes a token.
 
     `action` is "download" (reads), "upload" (model repos), "list" or "space" (pause, sleep time):
-    a 401/403 means something different when we read than when we write.
+    a 401/403 means something different when we read than when we write. `who` names the token
+    used where it is not the process's own (the dashboard's token field: see token_name).
     """
     from huggingface_hub.errors import (
+        DryRunError,
         GatedRepoError,
         HfHubHTTPError,
         HFValidationError,
@@ -76,8 +107,11 @@ def explain(exc: BaseException, repo_id: str, has_token: bool, action: str = "do
         RevisionNotFoundError,
     )
 
+    if isinstance(exc, DryRunError) and exc.__cause__ is not None:
+        return explain(exc.__cause__, repo_id, has_token, action, who)  # a dry run wraps the Hub's answer
     verb, verbing = _ACTIONS.get(action, (action, action))
     writes = action in ("upload", "space")
+    who = who or token_name()
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(exc, HFValidationError):
         return HubError(f"{repo_id!r} is not a valid Hub repository id.",
@@ -85,9 +119,9 @@ def explain(exc: BaseException, repo_id: str, has_token: bool, action: str = "do
     if isinstance(exc, GatedRepoError):  # a subclass of RepositoryNotFoundError: test it first
         if not has_token:
             return HubError(f"{repo_id} is gated and no Hugging Face token is set.",
-                            "Accept the model's terms on huggingface.co, then set HF_TOKEN to a read token "
-                            "from that account and start the download again.")
-        return HubError(f"{repo_id} is gated and the token in HF_TOKEN has no access to it.",
+                            "Accept the model's terms on huggingface.co, then " + _SET_TOKEN + " (a read token "
+                            "of that account), and start the download again.")
+        return HubError(f"{repo_id} is gated and {who} has no access to it.",
                         "Accept the model's terms on huggingface.co with the account that owns the token, "
                         "wait for approval if it is manual, then retry.")
     if isinstance(exc, RevisionNotFoundError):
@@ -104,20 +138,21 @@ def explain(exc: BaseException, repo_id: str, has_token: bool, action: str = "do
     if isinstance(exc, HfHubHTTPError) and status == 401:
         if not has_token:
             return HubError(f"{repo_id} needs authentication and no token is set.",
-                            "Set HF_TOKEN to a Hugging Face " + ("write" if writes else "read") + " token and retry.")
-        return HubError("The Hugging Face token in HF_TOKEN was rejected (401).",
+                            _cap(_SET_TOKEN) + " (a Hugging Face " + ("write" if writes else "read")
+                            + " token) and retry.")
+        return HubError(f"The Hugging Face token ({who.removeprefix('the token ')}) was rejected (401).",
                         "Create a new " + ("write" if writes else "read") + " token on "
-                        "huggingface.co/settings/tokens and update HF_TOKEN.")
+                        "huggingface.co/settings/tokens and " + _token_fix(who) + ".")
     if isinstance(exc, HfHubHTTPError) and status == 403:
         if writes:
             what = "pause or configure this Space" if action == "space" else f"write to {repo_id}"
-            return HubError(f"The token in HF_TOKEN may not {what} (403): it is read-only, or its account "
+            return HubError(f"{_cap(who)} may not {what} (403): it is read-only, or its account "
                             "does not own that namespace.",
                             "Create a token with write access (a 'Write' token, or a fine-grained token with write "
                             "permission on this namespace) at huggingface.co/settings/tokens and use it instead."
                             + (" Only the Space's owner can pause it or change its sleep time."
                                if action == "space" else ""))
-        return HubError(f"The token in HF_TOKEN may not read {repo_id} (403).",
+        return HubError(f"{_cap(who)} may not read {repo_id} (403).",
                         "Use a token from an account with access to this repository.")
     if isinstance(exc, LocalEntryNotFoundError) or _is_network_error(exc):
         return HubError(f"Could not reach the Hugging Face Hub to {verb} {repo_id}.",

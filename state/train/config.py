@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from state.model.catalog import DEFAULT_MODEL_ID
+
 ATTN_PROJS = ("to_q", "to_k", "to_v", "to_out.0")
 MLP_PROJS = ("gate_proj", "up_proj", "down_proj")
 ATTN_BLOCKS = ("self_attn", "cross_attn")
@@ -41,7 +43,7 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     # -- what to train on
-    model_id: str = "Runware/acestep-v15-base-diffusers"  # Hub id or local diffusers folder (state.model.catalog)
+    model_id: str = DEFAULT_MODEL_ID  # Hub id or local diffusers folder (state.model.catalog)
     manifest: str = ""            # dataset manifest (JSONL); `--manifest` overrides it
     device: str = "auto"          # auto | cpu | cuda | cuda:N | mps, optionally ":fp32" / ":bf16"
     max_seconds: float = 240.0    # tracks are cut to this many seconds when preprocessed (upstream trains <= 240 s)

@@ -1,20 +1,29 @@
 """Import the original ACE-Step 1.5 release layout into a diffusers-format folder (ACESTEP.md §2).
 
-Input (`checkpoints/`):  acestep-v15-{base,sft,turbo}/ {config.json, model.safetensors, silence_latent.pt},
+Input (`checkpoints/`):  acestep-v15-{base,sft,turbo}/ {config.json, silence_latent.pt, and model.safetensors
+                         or, for the XL DiTs, model.safetensors.index.json + its shards},
                          vae/ (diffusers AutoencoderOobleck), Qwen3-Embedding-0.6B/ (text encoder + tokenizer).
 Output: model_index.json, transformer/, condition_encoder/, vae/, text_encoder/, tokenizer/, scheduler/,
 plus audio_tokenizer_original/ holding the 5 Hz tokenizer/detokenizer weights under their original
 names when the checkpoint has them (kept for auto-labelling; the text2music pipeline does not use them).
 
-Every key must land somewhere: modules are loaded with strict=True, so a checkpoint whose names
-drift fails here with the missing/unexpected keys listed, not later with silent random weights.
+Every key must land somewhere: names and shapes are checked against diffusers' modules before a
+single weight is read, so a checkpoint whose names drift fails here with the missing/unexpected
+keys listed, not later with silent random weights.
+
+Memory: the modules are built with their parameters on the meta device, and each weight file is
+read and assigned into them in turn (`load_state_dict(assign=True)`, no copy), so a 9 GB XL DiT is
+in memory once, never once as a state dict plus once as a module. Buffers are built for real, so a
+non-persistent one (not in any checkpoint) still holds its computed value.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -36,6 +45,7 @@ CONDITION_CONFIG_KEYS = ["hidden_size", "intermediate_size", "text_hidden_dim", 
                          "attention_bias", "attention_dropout", "rms_norm_eps", "sliding_window"]
 AUDIO_TOKENIZER_PREFIXES = ("tokenizer.", "detokenizer.")
 TEXT_ENCODER_DIR = "Qwen3-Embedding-0.6B"
+SHARD_INDEX = "model.safetensors.index.json"  # the XL DiTs ship sharded
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
                    "merges.txt", "added_tokens.json", "chat_template.jinja"]
 
@@ -46,24 +56,35 @@ def _rename(key: str, pairs: list[tuple[str, str]]) -> str:
     return key
 
 
-def split_original_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
-    """model.safetensors -> (transformer, condition encoder, audio tokenizer/detokenizer) state dicts."""
-    transformer, condition, audio_tok, unknown = {}, {}, {}, []
+def route(key: str) -> tuple[str, str] | None:
+    """Where an original key goes: ("transformer" | "condition" | "audio_tokenizer", new key), or None."""
+    if key.startswith("decoder."):
+        return "transformer", _rename(_rename(key[len("decoder."):], DECODER_RENAMES), ATTENTION_RENAMES)
+    if key.startswith("encoder."):
+        return "condition", _rename(key[len("encoder."):], ATTENTION_RENAMES)
+    if key == "null_condition_emb":
+        return "condition", key
+    if key.startswith(AUDIO_TOKENIZER_PREFIXES):
+        return "audio_tokenizer", key  # kept under the original names (trainer/label/codes.py reads them)
+    return None
+
+
+def split_original_state_dict(sd: dict) -> tuple[dict, dict, dict]:
+    """Original keys -> (transformer, condition encoder, audio tokenizer/detokenizer) dicts.
+
+    Values pass through untouched, so this splits tensors and shapes alike."""
+    parts: dict[str, dict] = {"transformer": {}, "condition": {}, "audio_tokenizer": {}}
+    unknown = []
     for key, value in sd.items():
-        if key.startswith("decoder."):
-            transformer[_rename(_rename(key[len("decoder."):], DECODER_RENAMES), ATTENTION_RENAMES)] = value
-        elif key.startswith("encoder."):
-            condition[_rename(key[len("encoder."):], ATTENTION_RENAMES)] = value
-        elif key == "null_condition_emb":
-            condition[key] = value
-        elif key.startswith(AUDIO_TOKENIZER_PREFIXES):
-            audio_tok[key] = value
-        else:
+        where = route(key)
+        if where is None:
             unknown.append(key)
+        else:
+            parts[where[0]][where[1]] = value
     if unknown:
-        raise ValueError(f"{len(unknown)} keys in model.safetensors belong to no known part "
+        raise ValueError(f"{len(unknown)} keys in the DiT weights belong to no known part "
                          f"(first: {unknown[:5]}). Is this an ACE-Step 1.5 DiT checkpoint?")
-    return transformer, condition, audio_tok
+    return parts["transformer"], parts["condition"], parts["audio_tokenizer"]
 
 
 def to_original_state_dict(transformer_sd: dict, condition_sd: dict) -> dict[str, torch.Tensor]:
@@ -80,50 +101,58 @@ def to_original_state_dict(transformer_sd: dict, condition_sd: dict) -> dict[str
     return out
 
 
-def transformer_config(original: dict, condition_sd: dict) -> dict:
+def transformer_config(original: dict, condition_shapes: dict) -> dict:
+    """diffusers config of the DiT; `condition_shapes` maps condition-encoder keys to shapes."""
     cfg = {k: original[k] for k in TRANSFORMER_CONFIG_KEYS if k in original}
     cfg["is_turbo"] = bool(original.get("is_turbo", False))
     cfg["model_version"] = original.get("model_version")
     # XL feeds a 2048-wide condition encoder into a 2560-wide DiT; the weights say which.
-    enc_hidden = condition_sd["null_condition_emb"].shape[-1] if "null_condition_emb" in condition_sd else None
+    null = condition_shapes.get("null_condition_emb")
+    enc_hidden = null[-1] if null is not None else None
     if enc_hidden and enc_hidden != original["hidden_size"]:
         cfg["encoder_hidden_size"] = int(enc_hidden)
     return cfg
 
 
-def condition_config(original: dict, condition_sd: dict) -> dict:
+def condition_config(original: dict, condition_shapes: dict) -> dict:
+    """diffusers config of the condition encoder, its sizes read off its own weights' shapes."""
     cfg = {k: original[k] for k in CONDITION_CONFIG_KEYS if k in original}
     # Where the encoder is narrower than the DiT (XL), its sizes come from its own weights.
-    if "null_condition_emb" in condition_sd:
-        cfg["hidden_size"] = int(condition_sd["null_condition_emb"].shape[-1])
-    gate = condition_sd.get("lyric_encoder.layers.0.mlp.gate_proj.weight")
+    if "null_condition_emb" in condition_shapes:
+        cfg["hidden_size"] = int(condition_shapes["null_condition_emb"][-1])
+    gate = condition_shapes.get("lyric_encoder.layers.0.mlp.gate_proj.weight")
     if gate is not None:
-        cfg["intermediate_size"] = int(gate.shape[0])
-    q = condition_sd.get("lyric_encoder.layers.0.self_attn.to_q.weight")
-    k = condition_sd.get("lyric_encoder.layers.0.self_attn.to_k.weight")
+        cfg["intermediate_size"] = int(gate[0])
+    q = condition_shapes.get("lyric_encoder.layers.0.self_attn.to_q.weight")
+    k = condition_shapes.get("lyric_encoder.layers.0.self_attn.to_k.weight")
     if q is not None and k is not None:
         head_dim = int(cfg.get("head_dim", 128))
-        cfg["num_attention_heads"] = int(q.shape[0]) // head_dim
-        cfg["num_key_value_heads"] = int(k.shape[0]) // head_dim
+        cfg["num_attention_heads"] = int(q[0]) // head_dim
+        cfg["num_key_value_heads"] = int(k[0]) // head_dim
     for name, prefix in (("num_lyric_encoder_hidden_layers", "lyric_encoder.layers."),
                          ("num_timbre_encoder_hidden_layers", "timbre_encoder.layers.")):
-        idx = {int(m.group(1)) for key in condition_sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", key))}
+        idx = {int(m.group(1)) for key in condition_shapes if (m := re.match(re.escape(prefix) + r"(\d+)\.", key))}
         if idx:
             cfg[name] = max(idx) + 1
     return cfg
 
 
+def _has_dit_weights(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() or (folder / SHARD_INDEX).is_file()
+
+
 def find_dit_dir(checkpoints: Path, variant: str | None = None) -> Path:
     """The acestep-v15-* folder to import; with several and no `variant`, prefer base (most plastic)."""
     cands = sorted(p for p in checkpoints.iterdir()
-                   if p.is_dir() and (p / "model.safetensors").is_file() and (p / "config.json").is_file()
+                   if p.is_dir() and _has_dit_weights(p) and (p / "config.json").is_file()
                    and p.name.startswith("acestep-v15"))
     if variant:
         cands = [p for p in cands if p.name == variant or p.name.endswith("-" + variant)]
     if not cands:
         raise FileNotFoundError(
-            f"No acestep-v15-*/ folder with config.json and model.safetensors under {checkpoints}"
-            + (f" for variant {variant!r}" if variant else "") + ". Point the import at the release's checkpoints/ folder.")
+            f"No acestep-v15-*/ folder with config.json and model.safetensors (or {SHARD_INDEX}) under "
+            f"{checkpoints}" + (f" for variant {variant!r}" if variant else "")
+            + ". Point the import at the release's checkpoints/ folder.")
     for pref in ("base", "sft", "turbo"):
         for p in cands:
             if p.name.endswith("-" + pref):
@@ -131,8 +160,47 @@ def find_dit_dir(checkpoints: Path, variant: str | None = None) -> Path:
     return cands[0]
 
 
-def import_original(checkpoints: Path, dest: Path, variant: str | None = None) -> Path:
-    """Convert `checkpoints/` into a diffusers folder at `dest` (built in a temp dir, then renamed)."""
+def dit_weight_files(dit_dir: Path) -> list[Path]:
+    """model.safetensors, or the shards that model.safetensors.index.json names, in shard order."""
+    single, index = dit_dir / "model.safetensors", dit_dir / SHARD_INDEX
+    if single.is_file():
+        return [single]
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{index} is not a safetensors shard index ({exc}); download the DiT folder again.") from exc
+    files = [dit_dir / name for name in sorted(set(weight_map.values()))]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{index} lists {len(missing)} shard(s) that are not in {dit_dir} (first: "
+                                f"{missing[:3]}). Download the missing files, then import again.")
+    return files
+
+
+def _weight_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
+    """Every key's shape, from the safetensors headers only (no tensor is read)."""
+    from safetensors import safe_open
+
+    shapes, seen_in = {}, {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as h:
+            for key in h.keys():
+                if key in shapes:
+                    raise ValueError(f"{key} is in both {seen_in[key]} and {f.name}; the shards overlap.")
+                shapes[key], seen_in[key] = tuple(h.get_slice(key).get_shape()), f.name
+    return shapes
+
+
+def import_original(checkpoints: Path, dest: Path, variant: str | None = None, *, link: bool = False,
+                    progress: Callable[[int, int], None] | None = None,
+                    before_swap: Callable[[Path], None] | None = None) -> Path:
+    """Convert `checkpoints/` into a diffusers folder at `dest` (built in a temp dir, then renamed).
+
+    `link`: hard-link the VAE and text encoder files instead of copying them (same disk; used by
+    the fetch job, which then deletes the download). `progress(done, total)` counts bytes of DiT
+    weights read, then written. `before_swap(tmp)` may add files before the folder appears.
+    """
+    from accelerate import init_empty_weights
     from diffusers import FlowMatchEulerDiscreteScheduler
     from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
     from diffusers.pipelines.ace_step import AceStepConditionEncoder
@@ -145,27 +213,51 @@ def import_original(checkpoints: Path, dest: Path, variant: str | None = None) -
         if not p.is_dir():
             raise FileNotFoundError(f"{what} not found at {p}; the release's checkpoints/ folder should contain it.")
     original = json.loads((dit_dir / "config.json").read_text(encoding="utf-8"))
-    transformer_sd, condition_sd, audio_tok_sd = split_original_state_dict(load_file(dit_dir / "model.safetensors"))
+    files = dit_weight_files(dit_dir)
+    transformer_shapes, condition_shapes, _ = split_original_state_dict(_weight_shapes(files))
 
-    transformer = AceStepTransformer1DModel(**transformer_config(original, condition_sd))
-    _load_strict(transformer, transformer_sd, "transformer")
-    condition = AceStepConditionEncoder(**condition_config(original, condition_sd))
+    with init_empty_weights(include_buffers=False):  # parameters on meta: no memory until assigned
+        transformer = AceStepTransformer1DModel(**transformer_config(original, condition_shapes))
+        condition = AceStepConditionEncoder(**condition_config(original, condition_shapes))
+    _check_layout(transformer, transformer_shapes, "transformer")
+    _check_layout(condition, condition_shapes, "condition encoder", ignore={"silence_latent"})
     silence = _silence_latent(dit_dir / "silence_latent.pt")
     if silence is not None:
         condition.silence_latent = silence  # replaces the default [1, 15000, dim] buffer, any length
-    _load_strict(condition, condition_sd, "condition encoder", ignore={"silence_latent"})
+
+    total = sum(f.stat().st_size for f in files)
+    done, dtypes, audio_tok_sd = 0, {"transformer": set(), "condition": set()}, {}
+    for f in files:  # one weight file in memory at a time, assigned into the modules without a copy
+        t_sd, c_sd, a_sd = split_original_state_dict(load_file(str(f)))
+        transformer.load_state_dict(t_sd, strict=False, assign=True)
+        condition.load_state_dict(c_sd, strict=False, assign=True)
+        audio_tok_sd.update(a_sd)
+        dtypes["transformer"] |= {v.dtype for v in t_sd.values() if v.is_floating_point()}
+        dtypes["condition"] |= {v.dtype for v in c_sd.values() if v.is_floating_point()}
+        del t_sd, c_sd
+        done += f.stat().st_size
+        if progress:
+            progress(done, 2 * total)
+    for module, what in ((transformer, "transformer"), (condition, "condition")):
+        _assert_materialised(module, what)
+        if len(dtypes[what]) == 1:  # keep the release's dtype (bf16) instead of doubling the folder's size
+            dtype = dtypes[what].pop()
+            if any(t.is_floating_point() and t.dtype != dtype for t in [*module.parameters(), *module.buffers()]):
+                module.to(dtype)  # the built buffers (silence latent) follow the weights
 
     dest.parent.mkdir(parents=True, exist_ok=True)
+    copy = _link_or_copy if link else shutil.copy2
     with staged_dir(dest) as tmp:
         transformer.save_pretrained(tmp / "transformer")
         condition.save_pretrained(tmp / "condition_encoder")
         FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0).save_pretrained(tmp / "scheduler")
-        shutil.copytree(vae_dir, tmp / "vae")
-        shutil.copytree(te_dir, tmp / "text_encoder")
+        ignore = shutil.ignore_patterns(".cache")  # huggingface_hub's download bookkeeping
+        shutil.copytree(vae_dir, tmp / "vae", copy_function=copy, ignore=ignore)
+        shutil.copytree(te_dir, tmp / "text_encoder", copy_function=copy, ignore=ignore)
         (tmp / "tokenizer").mkdir()
         for name in TOKENIZER_FILES:
             if (te_dir / name).is_file():
-                shutil.copy2(te_dir / name, tmp / "tokenizer" / name)
+                copy(te_dir / name, tmp / "tokenizer" / name)
         if audio_tok_sd:
             (tmp / "audio_tokenizer_original").mkdir()
             save_file({k: v.contiguous() for k, v in audio_tok_sd.items()},
@@ -175,8 +267,21 @@ def import_original(checkpoints: Path, dest: Path, variant: str | None = None) -
         (tmp / "acelora_import.json").write_text(json.dumps({
             "source": str(dit_dir), "variant": transformer.config.model_version or dit_dir.name.rsplit("-", 1)[-1],
             "is_turbo": bool(transformer.config.is_turbo), "audio_tokenizer_keys": len(audio_tok_sd),
+            "weight_files": [f.name for f in files], "linked": bool(link),
         }, indent=2))
+        if before_swap:
+            before_swap(tmp)
+    if progress:
+        progress(2 * total, 2 * total)
     return dest
+
+
+def _link_or_copy(src, dst) -> None:
+    """A hard link (no second copy on disk) where the filesystem allows one, else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _silence_latent(path: Path) -> torch.Tensor | None:
@@ -188,16 +293,23 @@ def _silence_latent(path: Path) -> torch.Tensor | None:
     return raw.transpose(1, 2).contiguous()  # [1, T, 64], the layout the pipeline slices
 
 
-def _load_strict(module: torch.nn.Module, sd: dict, what: str, ignore: set[str] = frozenset()) -> None:
-    expected = set(module.state_dict()) - set(ignore)
-    missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
+def _check_layout(module: torch.nn.Module, shapes: dict, what: str, ignore: set[str] = frozenset()) -> None:
+    """Names and shapes of the checkpoint against the module's, before any weight is read."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items() if k not in ignore}
+    missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
     if missing or unexpected:
         raise ValueError(f"The {what} weights do not match diffusers' layout: {len(missing)} missing "
                          f"(first: {missing[:5]}), {len(unexpected)} unexpected (first: {unexpected[:5]}).")
-    module.load_state_dict(sd, strict=False)
-    dtypes = {v.dtype for v in sd.values() if v.is_floating_point()}
-    if len(dtypes) == 1:  # keep the release's dtype (bf16) instead of doubling the folder's size
-        module.to(dtypes.pop())
+    wrong = [f"{k} {tuple(shapes[k])} vs {expected[k]}" for k in sorted(expected) if tuple(shapes[k]) != expected[k]]
+    if wrong:
+        raise ValueError(f"The {what} weights have {len(wrong)} tensor(s) of another shape than the config "
+                         f"builds (first: {wrong[:3]}). Is config.json from the same checkpoint?")
+
+
+def _assert_materialised(module: torch.nn.Module, what: str) -> None:
+    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if left:  # _check_layout makes this unreachable; it guards against a silent random-weights model
+        raise RuntimeError(f"The {what} still has {len(left)} unloaded tensor(s) after import (first: {left[:3]}).")
 
 
 def _model_index(te_dir: Path) -> dict:
@@ -233,8 +345,6 @@ def job_import(ctx, args) -> str:
     dit = find_dit_dir(src, variant)
     name = paths.check_name(ctx.params.get("name") or f"imported--{dit.name}", "model name")
     dest = Path(ctx.params.get("dest") or paths.models_dir() / name)
-    ctx.phase("load", 0, 1)
-    out = import_original(src, dest, variant)
-    ctx.phase("load", 1, 1)
+    out = import_original(src, dest, variant, progress=lambda done, total: ctx.phase("import", done, total))
     ctx.emit("model", model_dir=str(out), source=str(dit))
     return "completed"

@@ -98,7 +98,8 @@ def resolve_model_dir(model_id_or_dir: str | Path) -> str:
     """A local folder to load from when there is one; otherwise the Hub id unchanged.
 
     Order: the demo id (built on first use), an existing folder, <workspace>/models/<org--name>
-    (where the fetch job downloads), then the id itself for from_pretrained's own Hub cache.
+    (where the fetch job downloads or converts to), then the id itself for from_pretrained's own
+    Hub cache; except a release-layout catalog id, which only works once fetched (and converted).
     """
     key = str(model_id_or_dir)
     if key == DEMO_MODEL_ID:
@@ -114,6 +115,12 @@ def resolve_model_dir(model_id_or_dir: str | Path) -> str:
     local = paths.models_dir() / local_dir_name(key)
     if (local / "model_index.json").is_file():
         return str(local)
+    if key in KNOWN_MODELS and KNOWN_MODELS[key].source == "original":
+        # from_pretrained would look for a model_index.json this repo does not have
+        raise FileNotFoundError(
+            f"{key} is published in the original ACE-Step layout, so it is converted on download and "
+            f"loaded from {local}, which is not there yet. Download it first (Train page → Download model, "
+            f"or `python trainer/run.py fetch --job-dir DIR` with DIR/params.json holding {{\"model_id\": \"{key}\"}}).")
     return key
 
 
