@@ -34,6 +34,7 @@ KINDS = {
     "space-watch": "trainer.cloud.space_watch:job_space_watch",
     "ab": "trainer.listen.generate:job_ab",
     "sample": "trainer.listen.previews:job_sample",
+    "estimate": "trainer.train.estimate:job_estimate",
 }
 
 
