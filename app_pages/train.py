@@ -10,7 +10,7 @@ from state.dataset import manifest
 from state.model.catalog import DEMO_MODEL_ID, info_for, known_ids
 from state.train import preflight, runs
 from state.train.config import ATTN_PROJS, MLP_PROJS, OPTIMIZERS, SCHEDULERS, ConfigError, TrainConfig, make_plan
-from ui import live, model_fetch
+from ui import estimate, live, model_fetch
 
 st.title("Train")
 
@@ -50,7 +50,8 @@ if not model:
 
 # ---- SETTINGS ------------------------------------------------------------------------------
 st.subheader("Settings")
-preset = st.selectbox("Preset", ["Defaults"] + list(preflight.PRESETS), key="train_preset")
+preset = st.selectbox("Preset", ["Defaults"] + list(preflight.PRESETS), key="train_preset",
+                      format_func=preflight.preset_label)
 base = TrainConfig(model_id=DEMO_MODEL_ID if settings.is_demo(model) else model, manifest="").to_dict()
 base.update(preflight.PRESETS.get(preset, {}))
 c = st.columns(4)
@@ -113,14 +114,13 @@ except ConfigError as exc:
 pf = preflight.run_preflight(model, form, all_rows, plan.total_steps if plan else None)
 if config_error:
     pf.add("error", config_error)
-icons = {"ok": "✅", "warning": "⚠️", "error": "⛔"}
+icons = {"ok": "✅", "info": "ℹ️", "warning": "⚠️", "error": "⛔"}
 for chk in pf.checks:
     st.markdown(f"{icons[chk.level]} {chk.text}")
 if plan:
     st.caption(f"{plan.total_steps} optimizer steps ({plan.steps_per_epoch}/epoch, {plan.samples_per_step} "
-               f"samples/step, warmup {plan.warmup_steps}). Estimated GPU memory: "
-               f"{pf.mem_gb if pf.mem_gb is not None else '?'} GB; time: "
-               f"{f'~{pf.minutes:.0f} min' if pf.minutes is not None else 'unknown'} (rough estimates).")
+               f"samples/step, warmup {plan.warmup_steps}).")
+estimate.line(pf)
 
 # ---- START ---------------------------------------------------------------------------------
 active = [j.job_id for j in jobs.active_jobs() if j.kind == "train"]
