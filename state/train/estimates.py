@@ -91,6 +91,7 @@ def read(request: dict) -> dict | None:
 
 def write(request: dict, result: dict) -> Path:
     path = cache_path(request)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, {"request": request, **result})
     return path
 

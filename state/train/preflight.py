@@ -36,7 +36,11 @@ PRESETS: dict[str, dict] = {
 }
 PRESET_MODEL_SIZE = {"XL model, 16+ GB GPU": "XL"}  # the others are measured on the 2B DiT
 PRESET_HEADROOM_GB = 2.0
-PRESET_PEAK_GB: dict[str, float] = {}  # measured allocator peak per preset (bench/real_size.py --presets)
+# measured allocator peak per preset, GB (bench/real_size.py --presets); shown in the preset picker
+PRESET_PEAK_GB: dict[str, float] = {
+    "Quick test (minutes, checks the pipeline)": 3.10, "8 GB GPU": 3.37, "12 GB GPU": 3.75, "16 GB GPU": 7.63,
+    "24+ GB GPU": 11.99, "XL model, 16+ GB GPU": 8.87,
+}
 
 # Added to a measured peak before comparing it with a GPU's memory:
 # - the CUDA context (driver state, kernels, cuBLAS handles), which max_memory_allocated never counts:
@@ -147,7 +151,7 @@ def _estimate(pf: Preflight, model: str, cfg: dict, rows: list[dict], total_step
             pf.add("warning", pf.estimate_text)
         else:
             pf.estimate = "measuring" if job is not None and job.active else "missing"
-            pf.estimate_text = "GPU memory and time: measuring… (one fake-tensor step at the real size, about a minute)"
+            pf.estimate_text = "GPU memory and time: measuring…"
         return
     if result.get("error"):
         pf.estimate, pf.estimate_text = "failed", f"No estimate: measuring failed ({result['error']})."

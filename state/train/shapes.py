@@ -88,6 +88,22 @@ def dit_config(model_id: str) -> dict | None:
         except (OSError, ValueError):
             cfg = None
         if isinstance(cfg, dict):
-            return {k: cfg.get(k, v) for k, v in DIT_2B.items()}
+            return normalized(cfg)
     size = info_for(model_id).size if model_id else None
     return dict(RELEASE[size]["transformer"]) if size in RELEASE else None
+
+
+def normalized(cfg: dict) -> dict:
+    """A DiT config in one spelling, so a downloaded model's config.json and the release dict it equals
+    key the same cached estimate: diffusers' defaults for missing keys, floats as floats, and the
+    default layer pattern / encoder width written as None (what the constructor derives them from)."""
+    out = {k: cfg.get(k, v) for k, v in DIT_2B.items()}
+    for k, v in DIT_2B.items():
+        if isinstance(v, float):
+            out[k] = float(out[k])
+    default_types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(out["num_hidden_layers"])]
+    if out["layer_types"] == default_types:
+        out["layer_types"] = None
+    if out["encoder_hidden_size"] == out["hidden_size"]:
+        out["encoder_hidden_size"] = None
+    return out

@@ -35,7 +35,7 @@ The ops of this model land in the same precision as under CUDA autocast: linear 
 lower precision, RMSNorm computed in fp32 by the model itself, the loss in fp32.
 
 Optimizers. torch AdamW runs as the fused implementation (what the loop uses on CUDA). bitsandbytes'
-AdamW8bit cannot run on fake tensors; its states are allocated by the formula in `adamw8bit_state_bytes`.
+AdamW8bit cannot run on fake tensors; its states are allocated by the formula in `adamw8bit_state`.
 """
 from __future__ import annotations
 
@@ -177,16 +177,19 @@ def fused_attention():
         F.scaled_dot_product_attention = original
 
 
-def adamw8bit_state_bytes(numel: int) -> int:
-    """bitsandbytes AdamW8bit's state for one parameter (bitsandbytes/optim/optimizer.py, init_state).
+def adamw8bit_state(numel: int) -> list[tuple[int, torch.dtype]]:
+    """The tensors bitsandbytes' AdamW8bit keeps for one parameter of `numel` elements, as (numel, dtype)
+    (bitsandbytes 0.50 optim/optimizer.py, Optimizer2State.init_state):
 
-    Under min_8bit_size (4096 elements): two fp32 states, 8 bytes per element. Otherwise two uint8
-    states (2 bytes per element) plus an fp32 absmax per 256-element block for each. The two 256-entry
-    quantisation maps are shared by all parameters and negligible.
+        numel < min_8bit_size (4096):  state1, state2 in fp32           8 bytes per element
+        otherwise:                     state1, state2 in uint8          2 bytes per element
+                                       absmax1, absmax2: fp32 per 256-element block
+    The two 256-entry quantisation maps are shared by all parameters (2 KB in all) and left out.
     """
     if numel < 4096:
-        return 8 * numel
-    return 2 * numel + 2 * 4 * math.ceil(numel / 256)
+        return [(numel, torch.float32)] * 2
+    blocks = math.ceil(numel / 256)
+    return [(numel, torch.uint8)] * 2 + [(blocks, torch.float32)] * 2
 
 
 def train_config(s: dict) -> TrainConfig:
@@ -232,10 +235,9 @@ class StepRig:
                     p.grad = torch.zeros_like(p)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-            else:  # bitsandbytes state, by formula
+            else:  # bitsandbytes cannot run on fake tensors: its state, allocated by the formula
                 self.optimizer = None
-                self.state_8bit = [torch.empty(adamw8bit_state_bytes(p.numel()), dtype=torch.uint8)
-                                   for p in self.lora]
+                self.state_8bit = [torch.empty(n, dtype=dt) for p in self.lora for n, dt in adamw8bit_state(p.numel())]
             meter.label = "activations"
             self.enc_dim = dit_config.get("encoder_hidden_size") or dit_config["hidden_size"]
             self.null_emb = torch.zeros(1, 1, self.enc_dim)
