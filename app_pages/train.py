@@ -11,7 +11,7 @@ from state.dataset import manifest
 from state.model.catalog import DEMO_MODEL_ID, known_ids
 from state.train import preflight, runs
 from state.train.config import ConfigError, TrainConfig, make_plan
-from ui import live, model_fetch, waiting
+from ui import estimate, live, model_fetch, waiting
 from ui import train_form as tf
 
 st.title("Train")
@@ -91,12 +91,13 @@ with new_tab:
     pf = preflight.run_preflight(model, form, all_rows, plan.total_steps if plan else None)
     if config_error:
         pf.add("error", config_error)
-    icons = {"ok": "✅", "warning": "⚠️", "error": "⛔"}
+    icons = {"ok": "✅", "info": "ℹ️", "warning": "⚠️", "error": "⛔"}
     for chk in pf.checks:
         st.markdown(f"{icons[chk.level]} {chk.text}")
     if plan:
         st.caption(f"{plan.total_steps} optimizer steps ({plan.steps_per_epoch}/epoch, {plan.samples_per_step} "
-                   f"samples/step, warmup {plan.warmup_steps}). {pf.mem_text} {pf.time_text}")
+                   f"samples/step, warmup {plan.warmup_steps}). {pf.time_text}")
+    estimate.line(pf)
 
     # ---- START ---------------------------------------------------------------------------------
     after = st.selectbox("Start", ["now"] + [f"after {r}" for r in active_ids], key="train_after",

@@ -34,6 +34,7 @@ KINDS = {
     "hub-restore": "trainer.cloud.sync:job_hub_restore",
     "space-watch": "trainer.cloud.space_watch:job_space_watch",
     "ab": "trainer.listen.generate:job_ab",
+    "estimate": "trainer.train.estimate:job_estimate",
 }
 
 

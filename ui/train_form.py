@@ -15,9 +15,8 @@ import streamlit as st
 
 from state import jobs, paths
 from state.fsutil import read_json
-from state.model.catalog import info_for
-from state.train import form, runs
-from state.train.config import ATTN_PROJS, MLP_PROJS, OPTIMIZERS, SAMPLINGS, SCHEDULERS
+from state.train import form, preflight, runs
+from state.train.config import ATTENTION_BACKENDS, ATTN_PROJS, MLP_PROJS, OPTIMIZERS, SAMPLINGS, SCHEDULERS
 from ui import fmt
 
 TAB_NEW, TAB_LIVE = "New run", "Live run"
@@ -28,7 +27,9 @@ GOTO = "train_goto"        # {"tab": ..., "run": ..., "values": ..., "note": ...
 # field -> (label, type, min, max, extra number_input arguments)
 NUMBERS = {
     "max_steps": ("Max steps (0 = use epochs)", int, 0, 1_000_000, {}),
-    "epochs": ("Epochs", int, 1, 10_000, {}),
+    "epochs": ("Epochs (0 = the recipe)", int, 0, 10_000,
+               {"help": "0 lets the dataset's size choose the steps (the recipe the preflight names); "
+                        "Max steps wins over both."}),
     "learning_rate": ("Learning rate", float, 1e-6, 1e-2, {"format": "%.1e", "step": 1e-5}),
     "clip_seconds": ("Clip length (s, 0 = whole track)", float, 0.0, 600.0, {}),
     "rank": ("LoRA rank", int, 1, 512, {}),
@@ -38,8 +39,9 @@ NUMBERS = {
     "warmup_ratio": ("Warmup ratio", float, 0.0, 0.5, {}),
     "max_grad_norm": ("Max grad norm", float, 0.0, 100.0, {}),
     "dropout": ("LoRA dropout", float, 0.0, 0.9, {}),
-    "cond_dropout": ("Condition dropout", float, 0.0, 1.0,
-                     {"help": "Share of steps trained unconditioned; what makes guidance work on base/sft."}),
+    "cond_dropout": ("Condition dropout (empty = the model's)", float, 0.0, 1.0,
+                     {"help": "Share of steps trained unconditioned; what makes guidance work on base/sft. "
+                              "Empty: 0.15, or 0 on turbo."}),
     "seed": ("Seed", int, 0, 2**31 - 1, {}),
     "shift": ("Shift (inference)", float, 0.1, 20.0,
               {"help": "Stored with the adapter for generation; not used by the training loss."}),
@@ -50,9 +52,18 @@ NUMBERS = {
                               "as they arrive, and all of them under Runs → Samples."}),
     "sample_seed": ("Preview seed", int, 0, 2**31 - 1, {}),
     "sample_seconds": ("Preview seconds", float, 1.0, 600.0, {}),
+    "val_every": ("Validate every N steps (0 = off)", int, 0, 100_000,
+                  {"help": "Loss on held-out tracks at fixed timesteps and noise: comparable across steps."}),
+    "val_share": ("Held-out share", float, 0.0, 0.5,
+                  {"help": "Share of tracks kept out of training for validation (with 8 or more tracks)."}),
+    "early_stop_patience": ("Early stop after N validations without a new best (0 = never)", int, 0, 1000, {}),
+    "ema_decay": ("EMA decay (0 = off)", float, 0.0, 0.99999,
+                  {"format": "%.4f", "help": "Also export an exponential moving average of the adapter "
+                                             "(final/ema/); 0.999 is a common choice."}),
 }
 CHOICES = {"optimizer": ("Optimizer", OPTIMIZERS), "scheduler": ("Schedule", SCHEDULERS),
-           "timestep_sampling": ("Timestep sampling", SAMPLINGS)}
+           "timestep_sampling": ("Timestep sampling", SAMPLINGS),
+           "attention_backend": ("Attention backend", ATTENTION_BACKENDS)}
 
 
 def key(field: str) -> str:
@@ -123,10 +134,12 @@ def prepare(dataset: str, model: str) -> str | None:
 
 def _seed(values: dict, preset: str) -> None:
     for f, (_, cast, lo, hi, _) in NUMBERS.items():
-        st.session_state[key(f)] = min(hi, max(lo, cast(values[f])))
+        v = values.get(f)  # None only where the config means "the model's default" (cond_dropout)
+        st.session_state[key(f)] = None if v is None else min(hi, max(lo, cast(v)))
     for f, (_, options) in CHOICES.items():
         st.session_state[key(f)] = values[f] if values[f] in options else options[0]
     st.session_state[key("gradient_checkpointing")] = bool(values["gradient_checkpointing"])
+    st.session_state[key("compile")] = bool(values.get("compile"))
     st.session_state[key("mlp")] = any(m in MLP_PROJS for m in values["target_modules"])
     st.session_state[key("sample_caption")] = str((values.get("sample_prompt") or {}).get("caption", ""))
     st.session_state[key("preset")] = preset
@@ -146,8 +159,7 @@ def model_select(choices: list[str], fmt) -> str:
 def _model_changed() -> None:
     # the objective's timestep sampling follows the model's variant unless the user changes it after
     model = st.session_state.get(key("model")) or ""
-    st.session_state[key("timestep_sampling")] = "turbo_discrete" if info_for(model).variant == "turbo" \
-        else "logit_normal"
+    st.session_state[key("timestep_sampling")] = form.sampling_for(model)
 
 
 def _apply_preset() -> None:
@@ -165,6 +177,7 @@ def _number(col, f: str) -> None:
 def settings() -> tuple[dict, str]:
     """Draw the settings; returns the form's values and the preset they started from."""
     st.selectbox("Start from preset", form.preset_names(), key=key("preset"), on_change=_apply_preset,
+                 format_func=preflight.preset_label,
                  help="Fills in every setting below; change any of them afterwards.")
     for row in (("max_steps", "epochs", "learning_rate", "clip_seconds"),
                 ("rank", "alpha", "batch_size", "grad_accum")):
@@ -187,8 +200,17 @@ def settings() -> tuple[dict, str]:
         for col, f in zip(a, ("sample_every", "sample_seed", "sample_seconds")):
             _number(col, f)
         a[3].text_input("Preview caption", key=key("sample_caption"), placeholder="empty = first track's labels")
-        st.selectbox(CHOICES["timestep_sampling"][0], SAMPLINGS, key=key("timestep_sampling"))
-    values = {f: st.session_state[key(f)] for f in (*NUMBERS, *CHOICES, "gradient_checkpointing")}
+        for col, f in zip(st.columns(4), ("val_every", "val_share", "early_stop_patience", "ema_decay")):
+            _number(col, f)
+        a = st.columns(4)
+        a[0].selectbox(CHOICES["timestep_sampling"][0], SAMPLINGS, key=key("timestep_sampling"),
+                       help="logit_normal_max2 is the release's own (the later of two draws); turbo models "
+                            "train on their 8 discrete steps.")
+        a[1].selectbox(CHOICES["attention_backend"][0], ATTENTION_BACKENDS, key=key("attention_backend"),
+                       help="diffusers' attention dispatch; flash needs the flash-attn package on the GPU machine.")
+        a[2].checkbox("torch.compile the blocks", key=key("compile"),
+                      help="CUDA only: slower first steps, faster after.")
+    values = {f: st.session_state[key(f)] for f in (*NUMBERS, *CHOICES, "gradient_checkpointing", "compile")}
     values["model_id"] = st.session_state.get(key("model"))
     values["target_modules"] = list(ATTN_PROJS) + (list(MLP_PROJS) if st.session_state[key("mlp")] else [])
     prompt = dict(st.session_state.get("train_form_extra", {}).get("sample_prompt") or {})

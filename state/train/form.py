@@ -21,7 +21,8 @@ DEFAULT_PRESET = "Defaults"
 FORM_FIELDS = ("max_steps", "epochs", "learning_rate", "clip_seconds", "rank", "alpha", "batch_size", "grad_accum",
                "optimizer", "scheduler", "warmup_ratio", "max_grad_norm", "dropout", "cond_dropout", "seed", "shift",
                "checkpoint_every", "keep_last", "gradient_checkpointing", "timestep_sampling", "target_modules",
-               "sample_every", "sample_seed", "sample_seconds", "sample_prompt")
+               "sample_every", "sample_seed", "sample_seconds", "sample_prompt",
+               "val_every", "val_share", "early_stop_patience", "ema_decay", "attention_backend", "compile")
 
 
 def preset_names() -> list[str]:
@@ -32,8 +33,13 @@ def defaults(model: str, preset: str = DEFAULT_PRESET) -> dict:
     """The config's defaults with the preset's overrides, and the timestep sampling the model's variant wants."""
     base = TrainConfig(model_id=model or "unset").to_dict()
     base.update(PRESETS.get(preset, {}))
-    base["timestep_sampling"] = "turbo_discrete" if info_for(model or "").variant == "turbo" else "logit_normal"
+    base["timestep_sampling"] = sampling_for(model)
     return {"model_id": model, **{k: base[k] for k in FORM_FIELDS}}
+
+
+def sampling_for(model: str) -> str:
+    """The timestep sampling a model's variant trains with: turbo's 8 steps, else the config's default."""
+    return "turbo_discrete" if info_for(model or "").variant == "turbo" else TrainConfig.timestep_sampling
 
 
 def checked(values: dict, model: str) -> dict:

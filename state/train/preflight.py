@@ -1,60 +1,85 @@
-"""Before a run starts: presets, a GPU-memory and time estimate, and the checks that can block it.
+"""Before a run starts: presets, the GPU memory and time a run needs, and the checks that can block it.
 
-The estimate is arithmetic on the model's published shape (ACESTEP.md §3), not a measurement:
-it is meant to catch "this cannot fit" before a user pays for a GPU hour, and is labelled as
-approximate in the UI. The real numbers arrive in the run's step events.
+Memory and FLOPs are measured, not guessed: the `estimate` job runs one training step of the real
+DiT at the real size on fake tensors (trainer/train/fake_step.py) and caches the result
+(state.train.estimates); this module only reads it. Time is those FLOPs over the GPU's peak
+throughput at an assumed utilisation. The real numbers arrive in the run's step events.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from state import device as device_mod
 from state import paths, settings
 from state.dataset.manifest import summary
-from state.model.catalog import info_for
-from state.train import runs, speed
+from state.train import estimates, runs, speed
 
-# name -> overrides of the training defaults. Starting points, chosen from the memory estimate below.
+# name -> overrides of the training defaults, derived from measured peaks (bench/real_size.py --presets:
+# one fake-tensor step at the real size, bf16, conditioning at its longest): each "N GB" preset leaves
+# PRESET_HEADROOM_GB of its card free after the CUDA context and allocator slack below (room for an
+# in-process preview's VAE decode). With gradient checkpointing the 2B DiT's peak is mostly its own
+# 3 GB of weights even for long clips, so the tiers differ in clip length and in turning checkpointing
+# off (a third less compute per step) once the activations fit.
 PRESETS: dict[str, dict] = {
     "Quick test (minutes, checks the pipeline)": {"max_steps": 30, "rank": 8, "alpha": 8.0, "clip_seconds": 10.0,
                                                   "checkpoint_every": 10, "keep_last": 2},
-    "8 GB GPU": {"rank": 16, "alpha": 16.0, "clip_seconds": 20.0, "batch_size": 1, "grad_accum": 4,
+    "8 GB GPU": {"rank": 32, "alpha": 32.0, "clip_seconds": 60.0, "batch_size": 1, "grad_accum": 4,
                  "gradient_checkpointing": True, "optimizer": "adamw_8bit"},
-    "12 GB GPU": {"rank": 32, "alpha": 32.0, "clip_seconds": 30.0, "batch_size": 1, "grad_accum": 2,
+    "12 GB GPU": {"rank": 64, "alpha": 64.0, "clip_seconds": 120.0, "batch_size": 1, "grad_accum": 2,
                   "gradient_checkpointing": True, "optimizer": "adamw_8bit"},
-    "16 GB GPU": {"rank": 64, "alpha": 64.0, "clip_seconds": 45.0, "batch_size": 1, "grad_accum": 2,
-                  "gradient_checkpointing": True, "optimizer": "adamw_8bit"},
+    "16 GB GPU": {"rank": 64, "alpha": 64.0, "clip_seconds": 60.0, "batch_size": 1, "grad_accum": 2,
+                  "gradient_checkpointing": False, "optimizer": "adamw_8bit"},
     "24+ GB GPU": {"rank": 64, "alpha": 64.0, "clip_seconds": 60.0, "batch_size": 2, "grad_accum": 1,
                    "gradient_checkpointing": False, "optimizer": "adamw_8bit"},
+    "XL model, 16+ GB GPU": {"rank": 64, "alpha": 64.0, "clip_seconds": 60.0, "batch_size": 1, "grad_accum": 2,
+                             "gradient_checkpointing": True, "optimizer": "adamw_8bit"},
+}
+PRESET_MODEL_SIZE = {"XL model, 16+ GB GPU": "XL"}  # the others are measured on the 2B DiT
+PRESET_HEADROOM_GB = 2.0
+# measured allocator peak per preset, GB (bench/real_size.py --presets); shown in the preset picker
+PRESET_PEAK_GB: dict[str, float] = {
+    "Quick test (minutes, checks the pipeline)": 3.10, "8 GB GPU": 3.37, "12 GB GPU": 3.75, "16 GB GPU": 7.63,
+    "24+ GB GPU": 11.99, "XL model, 16+ GB GPU": 8.87,
 }
 
-# DiT shapes (ACESTEP.md §3). The condition encoder stays loaded during training; VAE and text
-# encoder are freed after preprocessing.
-SHAPES = {
-    "2B": {"hidden": 2048, "layers": 24, "mlp": 6144, "kv_dim": 1024, "params": 2.0e9},
-    "XL": {"hidden": 2560, "layers": 32, "mlp": 7680, "kv_dim": 1280, "params": 4.0e9},
+# Added to a measured peak before comparing it with a GPU's memory:
+# - the CUDA context (driver state, kernels, cuBLAS handles), which max_memory_allocated never counts:
+#   "~700+MB" depending on CUDA version and device (discuss.pytorch.org/t/high-gpu-memory-overhead/81330),
+#   723 MiB for one tiny tensor (discuss.pytorch.org/t/what-is-the-reason-for-pytorchs-gpu-memory-floor/73021);
+# - the caching allocator's blocks that are reserved but not allocated (fragmentation). An assumption
+#   until bench/gpu_check.py has measured reserved/allocated on a real run; it prints both.
+CUDA_CONTEXT_MB = 750
+ALLOCATOR_SLACK = 0.10
+
+# Peak dense tensor throughput, TFLOP/s: (bf16/fp16, fp32) per GPU a Space rents, from NVIDIA's
+# datasheets (the sparsity figures halved). T4 has no bf16: its fp16 figure. A10G is AWS's own part with
+# no NVIDIA datasheet; 70 is the tensor figure from Baseten's A10-vs-A10G comparison (the A10's is 125).
+# Longer names first: "H100 PCIe" must match before "H100".
+GPU_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
+    "H200": (989.0, 67.0), "H100 PCIe": (756.0, 51.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5),
+    "L40S": (362.0, 91.6), "L4": (121.0, 30.3), "A10G": (70.0, 31.2), "T4": (65.0, 8.1),
 }
-DEVICE_TFLOPS = {"cpu": 0.2, "mps": 8.0, "cuda": 60.0}  # sustained mixed-precision throughput, roughly
-KNOWN_GPU_TFLOPS = {"H100": 300.0, "H200": 300.0, "A100": 120.0, "L40S": 90.0, "A10G": 35.0, "L4": 30.0,
-                    "T4": 8.0, "4090": 80.0, "3090": 35.0, "A6000": 40.0}
+# Share of peak a LoRA step reaches (model FLOPs utilisation). An assumption: batch-1 steps of a
+# 2-4 B DiT with many small LoRA matmuls; bench/gpu_check.py prints the measured MFU to replace it.
+ASSUMED_MFU = 0.35
 
 
 @dataclass
 class Check:
-    level: str  # ok | warning | error
+    level: str  # ok | info | warning | error
     text: str
 
 
 @dataclass
 class Preflight:
     checks: list[Check] = field(default_factory=list)
-    mem_gb: float | None = None
+    mem_gb: float | None = None        # predicted GPU memory: measured peak + context + slack
     gpu_gb: float | None = None
     minutes: float | None = None
-    # the estimates in words, for the device at hand (or why there is none)
-    mem_text: str = ""
-    time_text: str = ""
+    estimate: str = "none"             # ready | measuring | missing | failed | none | cpu
+    estimate_text: str = ""            # one line for the page: what we know about memory and time
+    request: dict | None = None        # what to measure when `estimate` is missing
+    time_text: str = ""                # the time estimate in words, for the device at hand (or why none)
 
     @property
     def blocked(self) -> bool:
@@ -64,51 +89,92 @@ class Preflight:
         self.checks.append(Check(level, text))
 
 
-def _shape(model: str) -> dict | None:
-    size = info_for(model).size
-    if size in SHAPES:
-        return SHAPES[size]
-    d = settings.resolve_model_dir(model)
-    try:
-        cfg = json.loads((d / "transformer" / "config.json").read_text()) if d else None
-    except (OSError, ValueError):
-        cfg = None
-    if not cfg:
+def preset_label(name: str) -> str:
+    """A preset's name with its measured peak, for the preset picker."""
+    gb = PRESET_PEAK_GB.get(name)
+    return f"{name} (measured peak {gb:.1f} GB)" if gb else name
+
+
+def gpu_total_gb(peak_allocated_mb: float) -> float:
+    """What a measured allocator peak occupies on the card: plus slack, plus the CUDA context."""
+    return round((peak_allocated_mb * (1 + ALLOCATOR_SLACK) + CUDA_CONTEXT_MB) / 1024, 1)
+
+
+def peak_tflops(gpu_name: str, dtype: str) -> float | None:
+    for name, (half, single) in GPU_PEAK_TFLOPS.items():
+        if name in (gpu_name or ""):
+            return single if dtype == "fp32" else half
+    return None
+
+
+def estimate_minutes(flops_per_micro_batch: float, cfg: dict, total_steps: int, gpu_name: str,
+                     dtype: str) -> float | None:
+    """Training time from measured FLOPs: steps x micro-batches x FLOPs / (peak x utilisation)."""
+    tflops = peak_tflops(gpu_name, dtype)
+    if tflops is None:
         return None
-    h, n = cfg.get("hidden_size", 2048), cfg.get("num_hidden_layers", 24)
-    mlp = cfg.get("intermediate_size", 3 * h)
-    kv = cfg.get("num_key_value_heads", 8) * cfg.get("head_dim", 128)
-    return {"hidden": h, "layers": n, "mlp": mlp, "kv_dim": kv, "params": n * (4 * h * h + 4 * h * kv + 3 * h * mlp)}
+    flops = flops_per_micro_batch * int(cfg.get("grad_accum", 1)) * total_steps
+    return round(flops / (tflops * 1e12 * ASSUMED_MFU) / 60, 1)
 
 
-def estimate_memory_gb(model: str, cfg: dict) -> float | None:
-    s = _shape(model)
-    if s is None:
-        return None
-    h, n, kv = s["hidden"], s["layers"], s["kv_dim"]
-    blocks = len(cfg.get("target_blocks", ["self_attn", "cross_attn"]))
-    r = cfg.get("rank", 64)
-    per_layer = blocks * r * ((h + h) * 2 + (h + kv) * 2)  # q,o square; k,v project to kv_dim
-    lora = n * per_layer
-    weights = s["params"] * 2  # bf16
-    optim = lora * (4 + 4 + (2 if cfg.get("optimizer") == "adamw_8bit" else 8))  # fp32 master + grad + states
-    tokens = max(1.0, cfg.get("clip_seconds", 30.0) or 120.0) * 25 / 2  # 25 latents/s, patch 2
-    b = cfg.get("batch_size", 1)
-    per_token_layer = h * 2 * (4 if cfg.get("gradient_checkpointing", True) else 34)
-    acts = b * tokens * n * per_token_layer + b * tokens * h * 2 * 34  # one layer recomputed in full
-    overhead = 1.2e9  # CUDA context, allocator slack, condition encoder activations
-    return round((weights + optim + acts + overhead) / 2**30, 1)
+def predicted_peak_mb(model_id: str, cfg_dict: dict, *, dtype: str | None = None, seconds: float | None = None,
+                      rows: list[dict] | None = None) -> float | None:
+    """The measured allocator peak (MB) for this run, comparable to a step event's gpu_mem_peak_mb
+    (torch.cuda.max_memory_allocated), or None when it has not been measured. Reads the cache only.
+
+    `dtype` is the base weights' dtype the run uses (bf16 | fp16 | fp32); `seconds` the longest
+    sample it feeds (else taken from the config and `rows`).
+    """
+    request = estimates.request_for(model_id, cfg_dict, rows, dtype=dtype, seconds=seconds)
+    result = estimates.read(request) if request else None
+    return result.get("peak_allocated_mb") if result else None
 
 
-def estimate_minutes(model: str, cfg: dict, total_steps: int, kind: str, gpu_name: str = "") -> float | None:
-    s = _shape(model)
-    if s is None:
-        return None
-    tflops = next((v for k, v in KNOWN_GPU_TFLOPS.items() if k in gpu_name), DEVICE_TFLOPS.get(kind, 1.0))
-    tokens = max(1.0, cfg.get("clip_seconds", 30.0) or 120.0) * 25 / 2
-    samples = cfg.get("batch_size", 1) * cfg.get("grad_accum", 1)
-    flops = 6 * s["params"] * tokens * samples * (1.33 if cfg.get("gradient_checkpointing", True) else 1.0)
-    return round(total_steps * flops / (tflops * 1e12 * 0.35) / 60, 1)  # ~35% utilisation
+def _estimate(pf: Preflight, model: str, cfg: dict, rows: list[dict], total_steps: int | None, dev: dict) -> None:
+    if dev["kind"] != "cuda":
+        pf.estimate = "cpu"
+        pf.estimate_text = ("No GPU estimate: memory and time are estimated for NVIDIA GPUs and this machine has "
+                            "none. Each preset names the peak measured for it at the real size.")
+        pf.add("info", pf.estimate_text)
+        return
+    gpu_name = (dev.get("gpus") or [{}])[0].get("name", "")
+    dtype = estimates.dtype_for(cfg.get("device", "auto"), gpu_name)
+    pf.request = estimates.request_for(model, cfg, rows, dtype=dtype)
+    if pf.request is None:
+        pf.estimate, pf.estimate_text = "none", f"No estimate: the shape of {model} is unknown until it is downloaded."
+        pf.add("info", pf.estimate_text)
+        return
+    result = estimates.read(pf.request)
+    if result is None:
+        job = estimates.job_for(pf.request)
+        if job is not None and job.status in ("failed", "died"):
+            pf.estimate, pf.estimate_text = "failed", f"No estimate: the estimate job {job.status} ({job.detail})."
+            pf.add("warning", pf.estimate_text)
+        else:
+            pf.estimate = "measuring" if job is not None and job.active else "missing"
+            pf.estimate_text = "GPU memory and time: measuring…"
+        return
+    if result.get("error"):
+        pf.estimate, pf.estimate_text = "failed", f"No estimate: measuring failed ({result['error']})."
+        pf.add("warning", pf.estimate_text)
+        return
+    pf.estimate = "ready"
+    pf.mem_gb = gpu_total_gb(result["peak_allocated_mb"])
+    if total_steps:
+        pf.minutes = estimate_minutes(result["flops_per_micro_batch"], cfg, total_steps, gpu_name, dtype)
+    peak = result["peak_allocated_mb"] / 1024
+    time_text = f"~{pf.minutes:.0f} min at {ASSUMED_MFU:.0%} of the {gpu_name}'s peak" if pf.minutes is not None \
+        else f"no time estimate (no throughput figure for {gpu_name or 'this GPU'})"
+    pf.estimate_text = (f"Measured peak {peak:.1f} GB ({dtype}); about {pf.mem_gb} GB of the card with the CUDA "
+                        f"context; {time_text}.")
+    if pf.gpu_gb:
+        if pf.mem_gb > pf.gpu_gb:
+            pf.add("error", f"Needs about {pf.mem_gb} GB of GPU memory, the GPU has {pf.gpu_gb} GB. Lower the "
+                   "clip length or rank, use batch size 1, or turn on gradient checkpointing.")
+        elif pf.mem_gb > 0.9 * pf.gpu_gb:
+            pf.add("warning", f"Needs about {pf.mem_gb} of {pf.gpu_gb} GB GPU memory: tight; it may run out.")
+        else:
+            pf.add("ok", f"Needs about {pf.mem_gb} of {pf.gpu_gb} GB GPU memory (measured).")
 
 
 def run_preflight(model: str, cfg: dict, rows: list[dict], total_steps: int | None) -> Preflight:
@@ -145,42 +211,25 @@ def run_preflight(model: str, cfg: dict, rows: list[dict], total_steps: int | No
         pf.add("ok", f"Device: {dev['label']}.")
 
     pf.gpu_gb = dev.get("gpu_mem_total_gb")
-    pf.mem_gb = estimate_memory_gb(model, cfg) if dev["kind"] == "cuda" else None
-    if dev["kind"] != "cuda":
-        pf.mem_text = (f"Memory: this run uses the machine's RAM ({dev['ram_available_gb']} of "
-                       f"{dev['ram_total_gb']} GB free); there is no GPU memory to estimate.")
-    elif pf.mem_gb is None:
-        pf.mem_text = "GPU memory: no estimate (the model's shape is unknown until it is downloaded)."
-    else:
-        pf.mem_text = f"GPU memory: about {pf.mem_gb} GB of {pf.gpu_gb} GB (arithmetic on the model's shape)."
-    if pf.mem_gb is not None and pf.gpu_gb:
-        if pf.mem_gb > pf.gpu_gb:
-            pf.add("error", f"Estimated {pf.mem_gb} GB of GPU memory needed, the GPU has {pf.gpu_gb} GB. Lower the "
-                   "clip length or rank, use batch size 1, or turn on gradient checkpointing.")
-        elif pf.mem_gb > 0.9 * pf.gpu_gb:
-            pf.add("warning", f"Estimated {pf.mem_gb} of {pf.gpu_gb} GB GPU memory: tight; it may run out.")
-        else:
-            pf.add("ok", f"Estimated {pf.mem_gb} of {pf.gpu_gb} GB GPU memory.")
+    _estimate(pf, model, cfg, rows, total_steps, dev)
     if total_steps:
         _estimate_time(pf, model, cfg, total_steps, dev)
     return pf
 
 
 def _estimate_time(pf: Preflight, model: str, cfg: dict, total_steps: int, dev: dict) -> None:
-    """A past run of this model on this device beats arithmetic; on a CPU arithmetic means nothing."""
+    """A past run of this model on this device beats FLOP arithmetic; on a CPU arithmetic means nothing."""
     found = speed.estimate_s(speed.measured_runs(runs.list_runs()), model, dev["kind"], cfg, total_steps)
     if found is not None:
         secs, m = found
         pf.minutes = round(secs / 60, 1)
         pf.time_text = (f"Time: about {_minutes(secs)}, measured on this machine from {m.run_id} "
                         f"({m.s_per_step:.2f} s/step, {m.setup_s:.0f} s to load and preprocess).")
+    elif pf.minutes is not None:  # from the measured FLOPs (_estimate)
+        pf.time_text = (f"Time: roughly {_minutes(pf.minutes * 60)} of training at {ASSUMED_MFU:.0%} of the GPU's "
+                        "peak (loading and preprocessing come on top); the live view shows the measured ETA.")
     elif dev["kind"] == "cuda":
-        gpu_name = (dev.get("gpus") or [{}])[0].get("name", "")
-        pf.minutes = estimate_minutes(model, cfg, total_steps, dev["kind"], gpu_name)
-        pf.time_text = (f"Time: roughly {_minutes(pf.minutes * 60)} of training on {gpu_name or 'this GPU'}, "
-                        "from the model's size (loading and preprocessing come on top); the live view "
-                        "shows the measured ETA." if pf.minutes is not None else
-                        "Time: no estimate (the model's shape is unknown until it is downloaded).")
+        pf.time_text = "Time: no estimate until the GPU memory and FLOPs are measured."
     else:
         pf.time_text = (f"Time: no estimate yet for this model on this {dev['kind'].upper()}: nothing has been "
                         "measured here. After the first steps the live view shows the measured ETA, and "
