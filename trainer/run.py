@@ -33,6 +33,7 @@ KINDS = {
     "hub-restore": "trainer.cloud.sync:job_hub_restore",
     "space-watch": "trainer.cloud.space_watch:job_space_watch",
     "ab": "trainer.listen.generate:job_ab",
+    "style-distance": "trainer.listen.style:job_style_distance",
 }
 
 
