@@ -168,7 +168,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from state.train.config import TrainConfig, make_plan
+    from state.train.config import TrainConfig
     from trainer.model.load import load_pipeline
     from trainer.model.tiny import ACOUSTIC_DIM, write_demo_model
 
@@ -186,7 +186,6 @@ def main() -> None:
         cfg["max_steps"] = args.max_steps
     if measure_at:  # keep a checkpoint at each of those steps (the gcd of them is a save interval that hits all)
         cfg.update(checkpoint_every=int(np.gcd.reduce(measure_at)), keep_last=10_000)
-    plan = make_plan(TrainConfig.from_dict({**cfg, "manifest": str(manifest)}), args.tracks)
     run = home / "lora_output" / "learns"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({**cfg, "manifest": str(manifest)}))
@@ -195,8 +194,10 @@ def main() -> None:
     if end["status"] != "completed":
         sys.exit(f"training ended {end['status']}: {events(run, 'error')[-1:]}")
     val = events(run, "validation")
+    start = events(run, "start")[0]
+    trained_on = start["dataset_size"]  # tracks trained on: held-out validation tracks excluded
 
-    sources = [run / "checkpoints" / f"step-{s:06d}" for s in measure_at if s < plan.total_steps] + [run / "final"]
+    sources = [run / "checkpoints" / f"step-{s:06d}" for s in measure_at if s < start["total_steps"]] + [run / "final"]
     job = run / "samples" / "style-bench"
     job.mkdir(parents=True)
     (job / "params.json").write_text(json.dumps({"sources": [str(s) for s in sources], "prompts": args.prompts,
@@ -207,9 +208,10 @@ def main() -> None:
     by_key = {s["key"]: s for s in result["sources"]}
     base, final = by_key["base"], by_key["final"]
     for s in result["sources"][1:-1]:
-        print(f"style distance ratio at step {s['step']}: {s['ratio']:.3f} (passes {s['step'] / args.tracks:.0f})")
-    print(f"tracks: {args.tracks}")
-    print(f"train steps: {plan.total_steps} ({plan.source}; {plan.total_steps / args.tracks:.0f} passes)")
+        print(f"style distance ratio at step {s['step']}: {s['ratio']:.3f} (passes {s['step'] / trained_on:.0f})")
+    print(f"tracks: {args.tracks} ({trained_on} trained on; validation on {start['validation_tracks']} "
+          f"{'held-out' if start['validation_held_out'] else 'training'} tracks)")
+    print(f"train steps: {start['total_steps']} ({start['schedule_source']}; {start['total_steps'] / trained_on:.0f} passes)")
     print(f"validation loss at start: {val[0]['loss']:.4f} (step {val[0]['step']})")
     print(f"validation loss at end: {val[-1]['loss']:.4f} (step {val[-1]['step']})")
     print(f"style distance base: {base['frechet']:.4f} (mmd {base['mmd']:.5f})")
