@@ -8,6 +8,7 @@ from state.fsutil import read_json_object
 from state.listen import ab, votes
 from state.train import runs
 from ui import ab as ab_view
+from ui import style_view
 
 st.title("A/B listening")
 
@@ -18,6 +19,7 @@ if not run_ids:
     st.stop()
 
 # ---- RUN AND ADAPTER -----------------------------------------------------------------------
+style_view.apply_ab_preselect()  # the Runs page's "Listen to step-N" hands over a run and an adapter
 run_id = st.selectbox("Run", run_ids, key="ab_run")
 run_dir = paths.run_dir(run_id)
 if settings.is_demo(str(read_json_object(run_dir / "config.json")[0].get("model_id", ""))):

@@ -10,7 +10,7 @@ from state import jobs, paths, settings
 from state.fsutil import read_json
 from state.train import runs
 from ui import ab as ab_view
-from ui import charts, live, train_form
+from ui import charts, live, style_view, train_form
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -105,6 +105,10 @@ with tab_files:
 
 with tab_samples:
     ab_view.step_samples(run_dir)
+
+# ---- STYLE DISTANCE ------------------------------------------------------------------------
+st.subheader("Did the adapter learn the sound?")
+style_view.panel(run_dir, run_id)
 
 # ---- COMPARE -------------------------------------------------------------------------------
 st.subheader("Compare runs")

@@ -35,6 +35,7 @@ KINDS = {
     "space-watch": "trainer.cloud.space_watch:job_space_watch",
     "ab": "trainer.listen.generate:job_ab",
     "estimate": "trainer.train.estimate:job_estimate",
+    "style-distance": "trainer.listen.style:job_style_distance",
 }
 
 

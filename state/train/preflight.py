@@ -13,6 +13,7 @@ from state import device as device_mod
 from state import paths, settings
 from state.dataset.manifest import summary
 from state.train import estimates, runs, speed
+from state.train.config import recipe_steps
 
 # name -> overrides of the training defaults, derived from measured peaks (bench/real_size.py --presets:
 # one fake-tensor step at the real size, bf16, conditioning at its longest): each "N GB" preset leaves
@@ -214,6 +215,8 @@ def run_preflight(model: str, cfg: dict, rows: list[dict], total_steps: int | No
     _estimate(pf, model, cfg, rows, total_steps, dev)
     if total_steps:
         _estimate_time(pf, model, cfg, total_steps, dev)
+    if (short := schedule_check(cfg, s["usable"], total_steps)) is not None:
+        pf.checks.append(short)
     return pf
 
 
@@ -238,3 +241,21 @@ def _estimate_time(pf: Preflight, model: str, cfg: dict, total_steps: int, dev: 
 
 def _minutes(secs: float) -> str:
     return "under a minute" if secs < 60 else f"{secs / 60:.0f} min" if secs < 5400 else f"{secs / 3600:.1f} h"
+
+
+SHORT_RUN_SHARE = 0.5  # a planned run under this share of the recipe's steps gets a warning
+
+
+def schedule_check(cfg: dict, tracks: int, total_steps: int | None) -> Check | None:
+    """A warning when the planned run is far shorter than the default recipe for this many tracks: the
+    most common failure of ACE-Step LoRAs is an adapter that does not change the sound (ACESTEP.md §4)."""
+    if not total_steps or tracks < 1:
+        return None
+    recipe = recipe_steps(tracks, int(cfg.get("batch_size", 1)) * int(cfg.get("grad_accum", 1)))
+    if total_steps >= SHORT_RUN_SHARE * recipe:
+        return None
+    return Check("warning", f"{total_steps} optimizer steps is under half the default recipe for {tracks} "
+                 f"track(s) ({recipe} steps). Adapters trained this briefly are the usual \"it does not change the "
+                 "sound\" complaint; community recipes run hundreds of passes over a small dataset (ACESTEP.md §4). "
+                 "Set max steps and epochs to 0 to use the recipe, or measure the result with the style distance "
+                 "on the Runs page (a short run is fine for testing the pipeline).")

@@ -217,6 +217,19 @@ def track_latents(pipe, row: dict, model_id: str, max_seconds: float | None, war
     return lat, lat.shape[0] / pipe.latents_per_second
 
 
+def store_latents(audio_path: Path, model_id: str, max_seconds: float | None, latents: torch.Tensor,
+                  note: str = "") -> Path:
+    """Write [T, C] latents as the cache entry of `audio_path`, as if the VAE had encoded it.
+
+    For constructed data whose structure lives in latent space (bench/learns.py): the training job
+    and the style-distance job then read these latents exactly as they read encoded audio.
+    """
+    path = _cache_path("latents", latents_key(file_sha256(Path(audio_path)), model_id, max_seconds))
+    _cache_write(path, {"latents": latents.float().contiguous()},
+                 {"audio": Path(audio_path).name, "model": model_id, "version": PREPROCESS_VERSION, "note": note})
+    return path
+
+
 def track_conditioning(pipe, row: dict, seconds: float, model_id: str, warn=None,
                        device=None) -> dict[str, torch.Tensor]:
     required = ("encoder_hidden_states", "encoder_attention_mask")

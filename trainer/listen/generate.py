@@ -104,20 +104,35 @@ def render(pipe, prompt: dict, latents: torch.Tensor, steps: int, shift: float, 
 
     `on_step(i)` is called after each denoising step (the pipeline's callback_on_step_end).
     """
+    with torch.no_grad():
+        out = pipe(**_call_inputs(prompt, latents, steps, shift, guidance, on_step))
+    return out.audios[0].float().cpu().numpy()  # (2, samples)
+
+
+def generate_latents(pipe, prompt: dict, latents: torch.Tensor, steps: int, shift: float, guidance: float,
+                     on_step=None) -> torch.Tensor:
+    """`render` without the VAE decode: the denoised latents (B, frames, C), one per row of `latents`
+    (B seeded noises for the same prompt, generated as one batch)."""
+    with torch.no_grad():
+        out = pipe(**_call_inputs(prompt, latents, steps, shift, guidance, on_step), output_type="latent")
+    return out.audios.float().cpu()
+
+
+def _call_inputs(prompt: dict, latents: torch.Tensor, steps: int, shift: float, guidance: float, on_step) -> dict:
+    """The pipeline's text2music arguments for `prompt`, repeated for each row of `latents`."""
     def callback(_pipe, i, _t, kwargs):
         if on_step is not None:
             on_step(i)
         return kwargs
 
-    with torch.no_grad():
-        out = pipe(prompt=prompt.get("caption") or "", lyrics=prompt.get("lyrics") or "[Instrumental]",
-                   audio_duration=float(prompt.get("duration") or 10.0),
-                   vocal_language=prompt.get("vocal_language") or "unknown",
-                   bpm=int(prompt["bpm"]) if prompt.get("bpm") else None,
-                   keyscale=prompt.get("keyscale") or None, timesignature=_timesig(prompt.get("timesignature")),
-                   num_inference_steps=int(steps), shift=float(shift), guidance_scale=float(guidance),
-                   latents=latents.clone(), callback_on_step_end=callback)
-    return out.audios[0].float().cpu().numpy()  # (2, samples)
+    n = latents.shape[0]
+    return dict(prompt=[prompt.get("caption") or ""] * n, lyrics=[prompt.get("lyrics") or "[Instrumental]"] * n,
+                audio_duration=float(prompt.get("duration") or 10.0),
+                vocal_language=prompt.get("vocal_language") or "unknown",
+                bpm=int(prompt["bpm"]) if prompt.get("bpm") else None,
+                keyscale=prompt.get("keyscale") or None, timesignature=_timesig(prompt.get("timesignature")),
+                num_inference_steps=int(steps), shift=float(shift), guidance_scale=float(guidance),
+                latents=latents.clone(), callback_on_step_end=callback)
 
 
 @torch.no_grad()
