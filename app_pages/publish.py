@@ -6,7 +6,7 @@ import streamlit as st
 from state import jobs, paths, settings
 from state.cloud import hub
 from state.events import EVENTS_FILE, last_event
-from state.fsutil import read_json
+from state.train import runs
 from ui import fmt, hf_token, waiting
 
 
@@ -42,7 +42,7 @@ if not finished:
             "exports final/, which is what gets published.")
 else:
     run_id = st.selectbox("Run", finished, key="publish_run")
-    if settings.is_demo((read_json(paths.run_dir(run_id) / "config.json", default={}) or {}).get("model_id", "")):
+    if settings.is_demo(str(runs.read_config(paths.run_dir(run_id))[0].get("model_id", ""))):
         st.warning("This run trained the tiny demo model (random weights): its adapter makes noise, not music. "
                    "Publishing it shares a demo, not a usable adapter.")
     repo = st.text_input("Repository name", value=f"acestep-lora-{run_id}", key="publish_repo",

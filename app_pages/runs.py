@@ -7,7 +7,6 @@ import pandas as pd
 import streamlit as st
 
 from state import jobs, paths, settings
-from state.fsutil import read_json
 from state.train import runs
 from ui import ab as ab_view
 from ui import charts, live, style_view, train_form
@@ -61,7 +60,7 @@ st.dataframe(view, hide_index=True, width="stretch",
 st.subheader("Run details")
 run_id = st.selectbox("Run", [d.name for d in dirs], key="runs_pick")
 run_dir = paths.run_dir(run_id)
-if settings.is_demo((read_json(run_dir / "config.json", default={}) or {}).get("model_id", "")):
+if settings.is_demo(str(runs.read_config(run_dir)[0].get("model_id", ""))):
     st.warning("This run trained the tiny demo model (random weights): its adapter makes noise, not music. "
                "Train on a real ACE-Step model before publishing or comparing by ear.")
 if st.button("New run from these settings", key="runs_clone",

@@ -20,10 +20,19 @@ def workspace(tmp_path, monkeypatch) -> Path:
 
 
 def kill_jobs_under(home: Path) -> None:
+    """Kill the detached jobs a test left running, never the test itself: tests that fake a live job
+    write this process's pid (or its parent's) into job.json."""
+    import os
+
+    import psutil
+
     from state import jobs
 
+    me = psutil.Process(os.getpid())
+    spared = {me.pid, *(p.pid for p in me.parents())}
     for job_json in Path(home).rglob(jobs.JOB_FILE):
-        if jobs.is_alive(job_json.parent):
+        p = jobs.process_of(job_json.parent)
+        if p is not None and p.pid not in spared:
             jobs.kill(job_json.parent)
 
 

@@ -15,7 +15,6 @@ import streamlit as st
 
 from state import jobs, settings
 from state.events import EVENTS_FILE, EventTail
-from state.fsutil import read_json
 from state.listen import previews
 from state.series import RunSeries, follow, timing
 from state.train import runs
@@ -166,7 +165,7 @@ def view(run_dir: Path, key: str, series: RunSeries, status: jobs.JobStatus, wit
     tm = run_timing(run_dir, series, status)
     training = status.active and phase.get("name") == "train"
 
-    model = (read_json(run_dir / runs.CONFIG, default={}) or {}).get("model_id", "")
+    model = str(runs.read_config(run_dir)[0].get("model_id", ""))
     if settings.is_demo(model):
         st.caption("Tiny demo model (random weights): this run exercises the workflow; its adapter makes noise.")
     c = st.columns(4)

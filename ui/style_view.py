@@ -14,8 +14,8 @@ from plotly.subplots import make_subplots
 
 from state import jobs, paths
 from state.events import EVENTS_FILE
-from state.fsutil import read_json
 from state.listen import ab, style
+from state.train import runs
 from ui import ab as ab_view
 
 LAYOUT = dict(margin=dict(l=10, r=10, t=30, b=10), height=300, legend=dict(orientation="h", y=1.15),
@@ -110,7 +110,7 @@ def _measure(run_dir: Path) -> None:
         prompts = c[0].number_input("Prompts (dataset tracks)", 1, 64, 8, key="runs_style_prompts")
         clips = c[1].number_input("Clips per prompt", 1, 64, 4, key="runs_style_clips")
         seconds = c[2].number_input("Seconds per clip", 1.0, 120.0, 10.0, key="runs_style_seconds")
-        device = (read_json(run_dir / "config.json", default={}) or {}).get("device", "auto")
+        device = runs.read_config(run_dir)[0].get("device", "auto")
         try:
             req = style.StyleRequest.from_dict({"sources": [str(p) for p in picked], "prompts": int(prompts),
                                                 "clips_per_prompt": int(clips), "seconds": float(seconds),

@@ -14,7 +14,6 @@ from pathlib import Path
 import streamlit as st
 
 from state import jobs, paths
-from state.fsutil import read_json
 from state.train import form, preflight, runs
 from state.train.config import ATTENTION_BACKENDS, ATTN_PROJS, MLP_PROJS, OPTIMIZERS, SAMPLINGS, SCHEDULERS
 from ui import fmt
@@ -79,7 +78,7 @@ def goto_run(run_id: str) -> None:
 
 def start_from_run(run_dir: Path) -> None:
     """Load a past run's settings into the New run tab and open it."""
-    cfg = read_json(Path(run_dir) / runs.CONFIG, default={}) or {}
+    cfg = runs.read_config(Path(run_dir))[0]
     st.session_state[GOTO] = {"tab": TAB_NEW, "values": form.from_run_config(cfg), "note": Path(run_dir).name}
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from state import jobs, paths
-from state.fsutil import read_json, read_json_object, write_json
+from state.fsutil import read_json_object, write_json
 from state.model.catalog import info_for
 
 SAMPLES = "samples"
@@ -232,7 +232,8 @@ def list_comparisons(run_dir: Path) -> list[Path]:
 
 def read_meta(comp_dir: Path) -> dict | None:
     """The finished comparison's meta.json, or None while it is being generated (or failed)."""
-    return read_json(Path(comp_dir) / META_FILE, default=None)
+    meta, _damaged = read_json_object(Path(comp_dir) / META_FILE)  # a damaged one reads as unfinished
+    return meta or None
 
 
 def output_path(comp_dir: Path, key: str) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from state import jobs, paths
 from state.events import EVENTS_FILE, EventTail
-from state.fsutil import read_json, write_json
+from state.fsutil import read_json_object, write_json
 from state.listen.ab import BASE_KEY, PARAMS_FILE, adapter_sources, samples_dir
 
 KIND = "style-distance"
@@ -90,10 +90,10 @@ def source_step(source: str | Path) -> int | None:
     """The optimizer step an adapter folder was saved at: a checkpoint's meta.json, final/'s
     training_meta.json (`exported_at_step` when a stop exported it early)."""
     p = Path(source)
-    meta = read_json(p / "meta.json", default=None)
+    meta = read_json_object(p / "meta.json")[0]
     if isinstance(meta, dict) and isinstance(meta.get("step"), int):
         return meta["step"]
-    tm = read_json(p / "training_meta.json", default=None)
+    tm = read_json_object(p / "training_meta.json")[0]
     if isinstance(tm, dict):
         step = tm.get("exported_at_step", tm.get("steps"))
         return step if isinstance(step, int) else None
@@ -108,7 +108,7 @@ def default_sources(run_dir: Path) -> list[Path]:
 
 def best_checkpoint(run_dir: Path) -> dict | None:
     """checkpoints/best.json ({"step", "loss"}) with the folder it names, when that folder exists."""
-    best = read_json(Path(run_dir) / "checkpoints" / "best.json", default=None)
+    best = read_json_object(Path(run_dir) / "checkpoints" / "best.json")[0]
     if not isinstance(best, dict) or not isinstance(best.get("step"), int):
         return None
     folder = Path(run_dir) / "checkpoints" / f"step-{best['step']:06d}"
@@ -142,7 +142,7 @@ def list_measurements(run_dir: Path) -> list[Path]:
 
 def read_result(folder: Path) -> dict | None:
     """A finished measurement's style.json, or None while it runs (or when it failed)."""
-    r = read_json(Path(folder) / RESULT_FILE, default=None)
+    r = read_json_object(Path(folder) / RESULT_FILE)[0]
     return r if isinstance(r, dict) and isinstance(r.get("sources"), list) else None
 
 
@@ -201,7 +201,7 @@ def summary_line(result: dict) -> str:
 
 
 def params_of(folder: Path) -> dict:
-    return read_json(Path(folder) / PARAMS_FILE, default={}) or {}
+    return read_json_object(Path(folder) / PARAMS_FILE)[0]
 
 
 def dumps(result: dict) -> str:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from state import jobs, paths, settings
-from state.fsutil import read_json, write_json
+from state.fsutil import read_json_object, write_json
 from state.train import shapes
 from state.train.config import TrainConfig
 
@@ -85,7 +85,7 @@ def cache_path(request: dict) -> Path:
 
 def read(request: dict) -> dict | None:
     """The cached result for this request (it may hold an `error`), or None when never measured."""
-    data = read_json(cache_path(request), default=None)
+    data = read_json_object(cache_path(request))[0]  # damaged: measured again
     return data if isinstance(data, dict) and data.get("request") == request else None
 
 
@@ -107,7 +107,7 @@ def _estimate_jobs() -> list[jobs.JobStatus]:
 def job_for(request: dict) -> jobs.JobStatus | None:
     """The newest estimate job started for this request, if any."""
     k = key(request)
-    mine = [s for s in _estimate_jobs() if (read_json(s.job_dir / "params.json") or {}).get("key") == k]
+    mine = [s for s in _estimate_jobs() if read_json_object(s.job_dir / "params.json")[0].get("key") == k]
     return max(mine, key=lambda s: s.started_at or 0) if mine else None
 
 
@@ -119,7 +119,7 @@ def start(request: dict) -> Path | None:
     running = [s for s in _estimate_jobs() if s.active]
     k = key(request)
     for s in running:
-        if (read_json(s.job_dir / "params.json") or {}).get("key") == k:
+        if read_json_object(s.job_dir / "params.json")[0].get("key") == k:
             return s.job_dir
     if running:
         return None

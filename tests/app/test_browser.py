@@ -244,17 +244,17 @@ def test_train_flow_follows_the_user_in_chromium(fresh_demo_server, tmp_path):
 
             page.get_by_test_id("stSelectbox").filter(has_text="Start from preset").click()
             page.get_by_role("option", name="Quick test (minutes, checks the pipeline)").click()
-            page.get_by_text("30 optimizer steps").wait_for(timeout=30_000)
+            page.get_by_text("30 optimizer steps (").wait_for(timeout=30_000)
             steps = _number(page, "Max steps (0 = use epochs)")
-            steps.fill("400")
+            steps.fill("20000")
             steps.press("Enter")
-            page.get_by_text("400 optimizer steps").wait_for(timeout=30_000)
+            page.get_by_text("20000 optimizer steps (").wait_for(timeout=30_000)
 
             # ---- settings survive a page switch
             _nav(page, "Dataset")
             page.get_by_test_id("stMetric").first.wait_for(timeout=90_000)
             _nav(page, "Train")
-            page.get_by_text("400 optimizer steps").wait_for(timeout=30_000)
+            page.get_by_text("20000 optimizer steps (").wait_for(timeout=30_000)
             kept_steps = _number(page, "Max steps (0 = use epochs)").input_value()
             kept_rank = _number(page, "LoRA rank").input_value()
             _full_page_shot(page, "train_new_run.png")
@@ -307,7 +307,7 @@ def test_train_flow_follows_the_user_in_chromium(fresh_demo_server, tmp_path):
 
     print(f"demo model built, Start enabled after {built_after_s:.1f} s; live view after {shown_after_s:.1f} s; "
           f"{len(webgl)} WebGL warning(s), {len(errors)} console error(s) in {live_s:.0f} s of live view")
-    assert (kept_steps, kept_rank) == ("400", "8")  # the Quick test preset's rank, and the edited steps
+    assert (kept_steps, kept_rank) == ("20000", "8")  # the Quick test preset's rank, and the edited steps
     assert shown_after_s < 15 and run_dir.name in picked
     assert "Traceback" not in live_text and "Run time" in live_text and "-" + "1m" not in live_text
     assert "Demo model: random weights" not in live_text  # the preflight is in the other tab
