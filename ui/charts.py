@@ -81,12 +81,18 @@ def memory_figure(s: RunSeries) -> go.Figure:
     gpu = [(name, *s.array(key)) for key, name in MEMORY if s.array(key)[1].size]
     traces = gpu or [("process RAM (RSS)", *s.array("rss_mb"))]
     top = max((float(y.max()) for _, _, y in traces if y.size), default=0.0)
+    predicted = (s.start or {}).get("predicted_peak_mb") if gpu else None
+    predicted = float(predicted) if isinstance(predicted, (int, float)) and not isinstance(predicted, bool) else None
+    top = max(top, predicted or 0.0)
     unit, div = ("GB", 1024.0) if top >= 2048 else ("MB", 1.0)
     title = f"GPU memory ({unit})" if gpu else f"Process memory, RSS ({unit}): CPU run, no GPU memory"
     fig = go.Figure(layout=dict(title=title, **LAYOUT))
     for name, x, y in traces:
         if y.size:
             fig.add_trace(_line(x, y / div, name))
+    if predicted:  # the preflight's fake-tensor peak, so a wrong estimate shows at a glance
+        fig.add_hline(y=predicted / div, line=dict(dash="dot", width=1), annotation_text="predicted peak",
+                      annotation_position="top left")
     fig.update_yaxes(rangemode="tozero", range=[0, top / div * 1.15] if top > 0 else None,
                      tickformat=".1f" if unit == "GB" else ",.0f")
     fig.update_xaxes(title_text="step")

@@ -29,3 +29,16 @@ def test_compare_overlays_runs():
     a, b = big_series(5000), big_series(3000)
     fig = charts.compare_figure({"a": a, "b": b})
     assert [tr.name for tr in fig.data] == ["a", "b"]
+
+
+def test_memory_chart_draws_the_predicted_peak_beside_the_measured_one():
+    s = RunSeries()
+    s.add([{"type": "start", "predicted_peak_mb": 9000.0},
+           *({"type": "step", "step": i, "gpu_mem_peak_mb": 8500.0 + i} for i in range(5))])
+    fig = charts.memory_figure(s)
+    [line] = [sh for sh in fig.layout.shapes if sh.type == "line"]
+    assert abs(line.y0 - 9000.0 / 1024) < 1e-9 and fig.layout.yaxis.range[1] > 9000.0 / 1024
+    assert fig.layout.annotations[0].text == "predicted peak"
+    cpu = RunSeries()
+    cpu.add([{"type": "start", "predicted_peak_mb": None}, {"type": "step", "step": 0, "rss_mb": 700.0}])
+    assert not charts.memory_figure(cpu).layout.shapes  # no prediction on CPU

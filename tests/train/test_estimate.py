@@ -95,6 +95,16 @@ def test_estimate_job_writes_the_cache_and_preflight_reads_it(workspace, tiny_mo
     # the training run's predicted-vs-measured hook reads the same number
     assert preflight.predicted_peak_mb(DEMO_MODEL_ID, cfg, dtype="bf16", rows=rows) == cached["peak_allocated_mb"]
     assert preflight.predicted_peak_mb(DEMO_MODEL_ID, {**cfg, "rank": 8}, dtype="bf16", rows=rows) is None
+    # ... and the run's start event carries it on CUDA (the memory chart draws it beside the measured peak)
+    import types
+
+    import torch
+
+    from trainer.train.loop import predicted_peak
+
+    bf16, run_cfg = types.SimpleNamespace(base=torch.bfloat16), TrainConfig.from_dict(cfg)
+    assert predicted_peak(run_cfg, torch.device("cuda"), bf16, [{"frames": 250}], 100) == cached["peak_allocated_mb"]
+    assert predicted_peak(run_cfg, torch.device("cpu"), bf16, [{"frames": 250}], 100) is None
 
 
 def test_preflight_on_cpu_says_there_is_no_gpu_estimate(workspace, monkeypatch):

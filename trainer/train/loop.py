@@ -25,6 +25,8 @@ import torch
 
 from state import jobs, paths
 from state.fsutil import atomic_write_text, write_json
+from state.train.preflight import predicted_peak_mb
+from state.train import shapes
 from state.train.config import FIXED_AT_RESUME, ConfigError, TrainConfig, make_plan, validation_split
 from trainer.job import StopNow
 from trainer.listen.previews import Previews
@@ -119,7 +121,7 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
              dataset_size=plan.dataset_size, validation_tracks=len(val_idx), validation_held_out=held_out,
              total_steps=plan.total_steps, schedule_source=plan.source, warmup_steps=plan.warmup_steps,
              steps_per_epoch=plan.steps_per_epoch, start_step=step, trainable_params=sum(p.numel() for p in params),
-             objective=vars(obj))
+             objective=vars(obj), predicted_peak_mb=predicted_peak(cfg, device, precision, tracks, clip_frames))
 
     def save(reason: str) -> None:  # reads `step` when called: every save below is one line
         with ctx.critical("saving a checkpoint"):
@@ -391,3 +393,14 @@ def nan_message(job_dir: Path, step: int, loss: float, grad_norm: float, skipped
                 f"grad_norm={grad_norm}): the model overflows fp16; {good}. Use device 'cuda:fp32'.")
     return (f"The loss became NaN/Inf at step {step} (loss={loss}, grad_norm={grad_norm}); the step was not "
             f"applied and {good}.")
+
+
+def predicted_peak(cfg: TrainConfig, device: torch.device, precision: Precision, tracks: list[dict],
+                   clip_frames: int) -> float | None:
+    """The preflight's measured allocator peak for this run (MB), beside which the step events'
+    gpu_mem_peak_mb lands on the memory chart; None off CUDA or when it was never measured."""
+    if device.type != "cuda":
+        return None
+    frames = clip_frames or max((int(t["frames"]) for t in tracks), default=0)
+    dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(precision.base, "fp32")
+    return predicted_peak_mb(cfg.model_id, cfg.to_dict(), dtype=dtype, seconds=frames / shapes.LATENTS_PER_SECOND)
