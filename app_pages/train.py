@@ -96,7 +96,7 @@ with new_tab:
         st.markdown(f"{icons[chk.level]} {chk.text}")
     if plan:
         st.caption(f"{plan.total_steps} optimizer steps ({plan.steps_per_epoch}/epoch, {plan.samples_per_step} "
-                   f"samples/step, warmup {plan.warmup_steps}). {pf.time_text}")
+                   f"samples/step, warmup {plan.warmup_steps}). {pf.mem_text} {pf.time_text}")
     estimate.line(pf)
 
     # ---- START ---------------------------------------------------------------------------------

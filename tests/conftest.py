@@ -20,20 +20,12 @@ def workspace(tmp_path, monkeypatch) -> Path:
 
 
 def kill_jobs_under(home: Path) -> None:
-    """Kill the detached jobs a test left running, never the test itself: tests that fake a live job
-    write this process's pid (or its parent's) into job.json."""
-    import os
-
-    import psutil
+    from job_kit import kill_job
 
     from state import jobs
 
-    me = psutil.Process(os.getpid())
-    spared = {me.pid, *(p.pid for p in me.parents())}
     for job_json in Path(home).rglob(jobs.JOB_FILE):
-        p = jobs.process_of(job_json.parent)
-        if p is not None and p.pid not in spared:
-            jobs.kill(job_json.parent)
+        kill_job(job_json.parent)
 
 
 @pytest.fixture(scope="session")

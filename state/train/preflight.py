@@ -80,6 +80,7 @@ class Preflight:
     estimate: str = "none"             # ready | measuring | missing | failed | none | cpu
     estimate_text: str = ""            # one line for the page: what we know about memory and time
     request: dict | None = None        # what to measure when `estimate` is missing
+    mem_text: str = ""                 # memory in words off CUDA (on CUDA: estimate_text)
     time_text: str = ""                # the time estimate in words, for the device at hand (or why none)
 
     @property
@@ -213,6 +214,9 @@ def run_preflight(model: str, cfg: dict, rows: list[dict], total_steps: int | No
 
     pf.gpu_gb = dev.get("gpu_mem_total_gb")
     _estimate(pf, model, cfg, rows, total_steps, dev)
+    if dev["kind"] != "cuda":
+        pf.mem_text = (f"Memory: this run uses the machine's RAM ({dev.get('ram_available_gb')} of "
+                       f"{dev.get('ram_total_gb')} GB free); there is no GPU memory to estimate.")
     if total_steps:
         _estimate_time(pf, model, cfg, total_steps, dev)
     if (short := schedule_check(cfg, s["usable"], total_steps)) is not None:
