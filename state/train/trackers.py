@@ -36,6 +36,13 @@ def trackio_dir() -> Path:
     return Path(os.environ.get("TRACKIO_DIR") or paths.root() / "trackio")
 
 
+def installed(name: str) -> bool:
+    """Whether the tracker's package is importable here (found, not imported: the dashboard stays light)."""
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
 def missing_message(name: str) -> str:
     return (f"report_to lists {name!r}, but its package is not installed in this environment. Install it "
             f"with `pip install {TRACKERS[name]}`, or remove {name!r} from report_to.")

@@ -52,3 +52,43 @@ def test_trackio_gets_the_same_numbers(train_kit, tmp_path, monkeypatch):
     losses = {r["step"]: r["train/loss"] for r in logs if "train/loss" in r}
     assert losses == pytest.approx({e["step"]: e["loss"] for e in read_events(job, "step")})
     assert any("validation/loss" in r for r in logs)
+
+
+def test_train_form_offers_trackers_and_runs_page_shows_the_log_folder(workspace, monkeypatch):
+    """The Train form's "Also log to" reaches the config; the Runs page names the folder and the command."""
+    from streamlit.testing.v1 import AppTest
+
+    from state import events
+    from state.dataset import manifest
+    from state.fsutil import write_json
+    from state.train import trackers
+    from tests.audio_fixtures import sine
+
+    from locations import APP
+
+    monkeypatch.setenv("ACELORA_MODEL", "tests/not-the-demo-model")
+    music = workspace / "music"
+    music.mkdir()
+    sine(music / "t0.wav", seconds=2.0, sr=48000, freq=220)
+    manifest.scan(manifest.create_dataset("demo", music))
+    run = workspace / "lora_output" / "run-tb"
+    run.mkdir(parents=True)
+    write_json(run / "job.json", {"kind": "train", "pid": None, "create_time": 1.0, "started_at": 1.0})
+    write_json(run / "config.json", {"model_id": "tests/not-the-demo-model", "report_to": ["tensorboard"]})
+    (run / "tensorboard").mkdir()
+    with events.EventWriter(run) as w:
+        w.emit("end", status="completed")
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("app_pages/train.py").run()
+    at.multiselect(key="train_report_to").select("tensorboard").run()
+    assert not at.exception
+    assert at.session_state["train_form"]["demo"]["values"]["report_to"] == ["tensorboard"]
+    if not trackers.installed("trackio"):
+        at.multiselect(key="train_report_to").select("trackio").run()
+        assert any("pip install trackio==" in w.value for w in at.warning)
+
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception
+    assert any(str(run / "tensorboard") in m.value for m in at.markdown)
+    assert any(c.value == f"tensorboard --logdir {workspace / 'lora_output'}" for c in at.code)
