@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from state import jobs, paths, settings
-from state.train import runs
+from state.train import runs, trackers
 from ui import ab as ab_view
 from ui import charts, live, style_view, train_form
 
@@ -76,6 +76,10 @@ with tab_cfg:
         st.error(cfg_damaged)
     else:
         st.json(cfg)
+        for log in trackers.logs_for(run_dir, cfg.get("report_to") or []):  # TensorBoard / trackio, if chosen
+            there = "" if log.folder.exists() else " (nothing written yet)"
+            st.markdown(f"**{log.name}** logs: `{log.folder}`{there}. Open them with:")
+            st.code(log.command, language="bash")
 with tab_files:
     ckpts = runs.checkpoints(run_dir)
     st.write(f"{len(ckpts)} checkpoint(s): " + ", ".join(p.name for p in ckpts) if ckpts else "No checkpoints.")

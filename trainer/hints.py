@@ -41,6 +41,8 @@ def _disk_full(exc: BaseException, low: str) -> bool:
 def _training_hint(exc: BaseException) -> str | None:
     """Hints for the trainer's own refusals (state/train/config.py, trainer/train/adapter.py, trainer/train/checkpoint.py)."""
     name = type(exc).__name__
+    if name == "TrackerMissing":
+        return "Install the package named above in this environment, or take the tracker out of report_to."
     if name == "ConfigError":
         return "Fix that field in the run's config.json (or the file given with --config) and start the run again."
     if name == "AdapterMismatch":

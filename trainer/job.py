@@ -26,6 +26,7 @@ class JobContext:
     params: dict = field(default_factory=dict)  # params.json (config.json for training runs)
     signals: int = 0
     end_fields: dict = field(default_factory=dict)  # merged into the job's `end` event by run.py
+    listeners: list = field(default_factory=list)   # called with each event emitted (experiment trackers)
     _critical: str | None = None                    # what must not be interrupted right now (a save)
     _deferred: str | None = None                    # a second signal that arrived during it
 
@@ -110,7 +111,10 @@ class JobContext:
             device_mod.release(gpu)
 
     def emit(self, event_type: str, **fields: Any) -> dict:
-        return self.events.emit(event_type, **fields)
+        event = self.events.emit(event_type, **fields)
+        for listen in list(self.listeners):
+            listen(event)
+        return event
 
     def phase(self, name: str, done: int, total: int | None, eta_s: float | None = None, **extra: Any) -> None:
         self.emit("phase", name=name, done=done, total=total, eta_s=eta_s, **extra)

@@ -51,6 +51,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--config", type=Path, help="train: a config JSON to use instead of <job-dir>/config.json")
     ap.add_argument("--manifest", type=Path, help="train: a dataset manifest (JSONL) to use")
     ap.add_argument("--resume", help="train: checkpoint folder (or 'latest') to resume from")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="train: change one config field, e.g. --set rank=32 --set device=cuda:1 (repeatable; "
+                    "VALUE is read as JSON when it parses, else as a string)")
     ap.add_argument("--after", help="train: wait for this run id to end before starting; "
                     "sample: for this earlier preview job")
     return ap.parse_args(argv)

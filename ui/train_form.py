@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from state import jobs, paths
-from state.train import form, preflight, runs
+from state.train import form, preflight, runs, trackers
 from state.train.config import ATTENTION_BACKENDS, ATTN_PROJS, MLP_PROJS, OPTIMIZERS, SAMPLINGS, SCHEDULERS
 from ui import fmt
 
@@ -139,6 +139,7 @@ def _seed(values: dict, preset: str) -> None:
         st.session_state[key(f)] = values[f] if values[f] in options else options[0]
     st.session_state[key("gradient_checkpointing")] = bool(values["gradient_checkpointing"])
     st.session_state[key("compile")] = bool(values.get("compile"))
+    st.session_state[key("report_to")] = [t for t in values.get("report_to") or [] if t in trackers.TRACKERS]
     st.session_state[key("mlp")] = any(m in MLP_PROJS for m in values["target_modules"])
     st.session_state[key("sample_caption")] = str((values.get("sample_prompt") or {}).get("caption", ""))
     st.session_state[key("preset")] = preset
@@ -209,7 +210,14 @@ def settings() -> tuple[dict, str]:
                        help="diffusers' attention dispatch; flash needs the flash-attn package on the GPU machine.")
         a[2].checkbox("torch.compile the blocks", key=key("compile"),
                       help="CUDA only: slower first steps, faster after.")
+        a[3].multiselect("Also log to", list(trackers.TRACKERS), key=key("report_to"),
+                         help="The same step and validation numbers, for TensorBoard or trackio; the Runs page "
+                              "(Config tab) says where the logs are and how to open them.")
+        for name in st.session_state[key("report_to")]:
+            if not trackers.installed(name):
+                st.warning(trackers.missing_message(name))
     values = {f: st.session_state[key(f)] for f in (*NUMBERS, *CHOICES, "gradient_checkpointing", "compile")}
+    values["report_to"] = list(st.session_state[key("report_to")])
     values["model_id"] = st.session_state.get(key("model"))
     values["target_modules"] = list(ATTN_PROJS) + (list(MLP_PROJS) if st.session_state[key("mlp")] else [])
     prompt = dict(st.session_state.get("train_form_extra", {}).get("sample_prompt") or {})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from state.model.catalog import DEFAULT_MODEL_ID
+from state.train.trackers import TRACKERS
 
 ATTN_PROJS = ("to_q", "to_k", "to_v", "to_out.0")
 MLP_PROJS = ("gate_proj", "up_proj", "down_proj")
@@ -93,6 +95,8 @@ class TrainConfig:
     sample_seed: int = 1234        # fixed seed: every preview starts from the same noise
     sample_seconds: float = 10.0   # preview length
     sample_steps: int = 0          # denoising steps (0 = the base model variant's default)
+    # -- experiment trackers fed the same step and validation events (state/train/trackers.py)
+    report_to: list = field(default_factory=list)  # subset of TRACKERS: tensorboard, trackio (each an optional pip package)
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -100,15 +104,8 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         if not isinstance(d, dict):
             raise ConfigError(f"The config must be a JSON object, got {type(d).__name__}.")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in d if k not in names]
-        if unknown:
-            k = unknown[0]
-            near = difflib.get_close_matches(k, names, n=1)
-            tip = f" Did you mean {near[0]!r}?" if near else f" Known fields: {', '.join(names)}."
-            raise ConfigError(f"Unknown config field {k!r}.{tip}")
-        cfg = cls(**d)
-        cfg.validate()
+        cfg = cls(**_checked_fields(cls, d))
+        cfg._check_combinations()
         return cfg
 
     @classmethod
@@ -119,7 +116,10 @@ class TrainConfig:
             raise ConfigError(f"No config file at {path}. Pass --config FILE or write config.json in the run folder.") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -135,72 +135,171 @@ class TrainConfig:
     # ---- validation ---------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Type and range checks; every error names the field and the fix."""
-        for f in dataclasses.fields(self):
-            _check_type(f.name, getattr(self, f.name), f.type)
-        _at_least("rank", self.rank, 1)
-        _positive("alpha", self.alpha)
-        _in_range("dropout", self.dropout, 0.0, 0.9)
-        _subset("target_modules", self.target_modules, ATTN_PROJS + MLP_PROJS)
-        _subset("target_blocks", self.target_blocks, ATTN_BLOCKS)
+        """Types and ranges (pydantic, from field_limits()), then the checks that span fields; every error
+        names the field and the fix."""
+        _checked_fields(type(self), self.to_dict())
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
         if any(m in ATTN_PROJS for m in self.target_modules) and not self.target_blocks:
             raise ConfigError("target_blocks is empty but target_modules has attention projections: "
                               f"list at least one of {list(ATTN_BLOCKS)}.")
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("scheduler", self.scheduler, SCHEDULERS)
-        _choice("timestep_sampling", self.timestep_sampling, SAMPLINGS)
-        _positive("learning_rate", self.learning_rate)
-        if self.learning_rate > 1.0:
-            raise ConfigError(f"learning_rate {self.learning_rate} is far too high for LoRA: use about 1e-4.")
-        _in_range("weight_decay", self.weight_decay, 0.0, 1.0)
-        _in_range("warmup_ratio", self.warmup_ratio, 0.0, 0.5)
-        _in_range("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
-        _at_least("epochs", self.epochs, 0)
-        _at_least("max_steps", self.max_steps, 0)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("grad_accum", self.grad_accum, 1)
-        _in_range("clip_seconds", self.clip_seconds, 0.0, 600.0)
         if 0 < self.clip_seconds < 1.0:
             raise ConfigError("clip_seconds must be 0 (whole tracks) or at least 1 second.")
-        _in_range("max_seconds", self.max_seconds, 1.0, 3600.0)
-        _at_least("seed", self.seed, 0)
-        if self.timestep_sigma is not None:
-            _positive("timestep_sigma", self.timestep_sigma)
-        if self.timestep_mu is not None:
-            _in_range("timestep_mu", self.timestep_mu, -10.0, 10.0)
-        if self.cond_dropout is not None:
-            _in_range("cond_dropout", self.cond_dropout, 0.0, 1.0)
-        _at_least("val_every", self.val_every, 0)
-        _in_range("val_share", self.val_share, 0.0, 0.5)
-        _in_range("val_timesteps", self.val_timesteps, 1, 64)
-        _at_least("val_max_tracks", self.val_max_tracks, 1)
-        _at_least("early_stop_patience", self.early_stop_patience, 0)
         if self.early_stop_patience and not self.val_every:
             raise ConfigError("early_stop_patience needs validation: set val_every > 0 (or patience 0).")
-        _in_range("ema_decay", self.ema_decay, 0.0, 0.99999)
-        _choice("attention_backend", self.attention_backend, ATTENTION_BACKENDS)
-        _at_least("checkpoint_every", self.checkpoint_every, 0)
-        _at_least("keep_last", self.keep_last, 1)
-        _positive("shift", self.shift)
-        _at_least("sample_every", self.sample_every, 0)
-        _at_least("sample_seed", self.sample_seed, 0)
-        _in_range("sample_seconds", self.sample_seconds, 1.0, 600.0)
-        _in_range("sample_steps", self.sample_steps, 0, 200)
-        bad = [k for k in self.sample_prompt if k not in SAMPLE_PROMPT_FIELDS]
-        if bad:
-            raise ConfigError(f"sample_prompt has unknown field {bad[0]!r}: use {', '.join(SAMPLE_PROMPT_FIELDS)}.")
-        if not self.model_id.strip():
-            raise ConfigError("model_id is empty: name a Hub model id or a local diffusers model folder.")
-        for name in ("model_id", "manifest", "device"):
-            if _TOKEN_LIKE.search(getattr(self, name)):
-                raise ConfigError(f"{name} contains what looks like a Hugging Face token; tokens are never "
-                                  "stored in config.json. Set HF_TOKEN in the environment instead.")
-        if self.device != "auto":
-            parts = [p for p in self.device.lower().split(":") if p]
-            ok = {"cpu", "cuda", "mps", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16"}
-            if not parts or any(p not in ok and not p.isdigit() for p in parts):
-                raise ConfigError(f"device {self.device!r} is not understood: use auto, cpu, cuda, cuda:1 or mps, "
-                                  "optionally followed by :fp32 or :bf16.")
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`--set FIELD=VALUE` arguments as config changes: VALUE is read as JSON when it parses (32, 1e-4,
+    true, null, ["to_q","to_k"]), else kept as a string (cuda:1, adamw). A later --set of a field wins."""
+    out = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(f"--set {pair!r}: write FIELD=VALUE, e.g. --set rank=32 or --set device=cuda:1.")
+        try:
+            out[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name] = raw
+    return out
+
+
+# ---- the fields' types and ranges, checked by pydantic ------------------------------------------
+# Types come from the dataclass annotations; field_limits() adds each field's allowed values, in one place.
+# A new field needs only its line in TrainConfig (and an entry here when not every value of its type fits).
+
+def _one_of(choices: tuple):
+    return _after(lambda v: v in choices, lambda v: f"must be one of {list(choices)}")
+
+
+def _subset_of(allowed: tuple, non_empty: bool = False):
+    def ok(v: list) -> bool:
+        return all(x in allowed for x in v) and len(set(v)) == len(v) and (bool(v) or not non_empty)
+    return _after(ok, lambda v: f"must list {'at least one of the ' if non_empty else ''}distinct names from "
+                                f"{list(allowed)}")
+
+
+def _no_token():
+    return _after(lambda v: not _TOKEN_LIKE.search(v), lambda v: "contains what looks like a Hugging Face token; "
+                  "tokens are never stored in config.json. Set HF_TOKEN in the environment instead")
+
+
+def _device_ok(v: str) -> bool:
+    parts = [p for p in v.lower().split(":") if p]
+    ok = {"auto", "cpu", "cuda", "mps", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16"}
+    return v == "auto" or (bool(parts) and parts[0] != "auto" and all(p in ok or p.isdigit() for p in parts))
+
+
+def _after(ok, why):
+    """A pydantic AfterValidator whose message (`why(value)`) the ConfigError shows after the field name."""
+    from pydantic import AfterValidator
+
+    def check(v):
+        if not ok(v):
+            raise ValueError(why(v))
+        return v
+    return AfterValidator(check)
+
+
+def field_limits() -> dict[str, tuple]:
+    from annotated_types import Ge, Gt, Interval, Le
+
+    return {
+        "model_id": (_after(lambda v: bool(v.strip()), lambda v: "is empty: name a Hub model id or a local "
+                            "diffusers model folder"), _no_token()),
+        "manifest": (_no_token(),),
+        "device": (_no_token(), _after(_device_ok, lambda v: "is not understood: use auto, cpu, cuda, cuda:1 or "
+                                                              "mps, optionally followed by :fp32 or :bf16")),
+        "max_seconds": (Interval(ge=1.0, le=3600.0),),
+        "rank": (Ge(1),), "alpha": (Gt(0),), "dropout": (Interval(ge=0.0, le=0.9),),
+        "target_modules": (_subset_of(ATTN_PROJS + MLP_PROJS, non_empty=True),),
+        "target_blocks": (_subset_of(ATTN_BLOCKS),),
+        "optimizer": (_one_of(OPTIMIZERS),), "scheduler": (_one_of(SCHEDULERS),),
+        "learning_rate": (Gt(0), _after(lambda v: v <= 1.0, lambda v: "is far too high for LoRA: use about 1e-4")),
+        "weight_decay": (Interval(ge=0.0, le=1.0),), "warmup_ratio": (Interval(ge=0.0, le=0.5),),
+        "max_grad_norm": (Interval(ge=0.0, le=1e6),),
+        "epochs": (Ge(0),), "max_steps": (Ge(0),), "batch_size": (Ge(1),), "grad_accum": (Ge(1),),
+        "clip_seconds": (Interval(ge=0.0, le=600.0),), "seed": (Ge(0),),
+        "timestep_sampling": (_one_of(SAMPLINGS),),
+        "timestep_mu": (Interval(ge=-10.0, le=10.0),), "timestep_sigma": (Gt(0),),
+        "cond_dropout": (Interval(ge=0.0, le=1.0),),
+        "checkpoint_every": (Ge(0),), "keep_last": (Ge(1),), "shift": (Gt(0),),
+        "val_every": (Ge(0),), "val_share": (Interval(ge=0.0, le=0.5),), "val_timesteps": (Interval(ge=1, le=64),),
+        "val_max_tracks": (Ge(1),), "early_stop_patience": (Ge(0),), "ema_decay": (Interval(ge=0.0, le=0.99999),),
+        "attention_backend": (_one_of(ATTENTION_BACKENDS),),
+        "sample_every": (Ge(0),), "sample_seed": (Ge(0),), "sample_seconds": (Interval(ge=1.0, le=600.0),),
+        "sample_steps": (Interval(ge=0, le=200),),
+        "sample_prompt": (_after(lambda v: all(k in SAMPLE_PROMPT_FIELDS for k in v),
+                                 lambda v: f"has an unknown field: use {', '.join(SAMPLE_PROMPT_FIELDS)}"),),
+        "report_to": (_subset_of(tuple(TRACKERS)),),
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def _model(cls: type) -> type:
+    """A pydantic model of `cls`'s (TrainConfig's) fields: strict types (no "2" for 2, no true for 1), finite
+    numbers, unknown fields refused. Built on first use, so `import state` stays free of pydantic."""
+    import typing
+
+    from pydantic import BeforeValidator, ConfigDict, Field, create_model
+
+    hints = typing.get_type_hints(cls)
+    limits = field_limits()
+    unknown = set(limits) - set(hints)
+    assert not unknown, f"field_limits() names fields {cls.__name__} lacks: {unknown}"
+    fields = {}
+    for f in dataclasses.fields(cls):
+        extra = limits.get(f.name, ())
+        if hints[f.name] in (list, tuple):  # a tuple is a list to a JSON file (and to dataclasses.asdict)
+            extra = (BeforeValidator(lambda v: list(v) if isinstance(v, tuple) else v), *extra)
+        typ = _constrained(hints[f.name], extra)
+        default = Field(default=f.default) if f.default_factory is dataclasses.MISSING else \
+            Field(default_factory=f.default_factory)
+        fields[f.name] = (typ, default)
+    return create_model("TrainConfigFields", __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False),
+                        **fields)
+
+
+def _constrained(typ, extra: tuple):
+    """`typ` with the limits attached; for `X | None` to X, so None stays allowed and unchecked."""
+    import types
+    import typing
+
+    if not extra:
+        return typ
+    args = typing.get_args(typ)
+    if isinstance(typ, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return typing.Annotated[(inner[0] if len(inner) == 1 else typing.Union[tuple(inner)], *extra)] | None
+    return typing.Annotated[(typ, *extra)]
+
+
+def _checked_fields(cls: type, d: dict) -> dict:
+    """`d` as TrainConfig's constructor arguments, validated; the first problem becomes a ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return dict(_model(cls).model_validate(d))
+    except ValidationError as exc:
+        raise ConfigError(_explain(cls, exc.errors(include_url=False)[0])) from None
+
+
+def _explain(cls: type, err: dict) -> str:
+    name = ".".join(str(p) for p in err["loc"]) or "config"
+    field_name = str(err["loc"][0]) if err["loc"] else ""
+    if err["type"] == "extra_forbidden":
+        names = [f.name for f in dataclasses.fields(cls)]
+        near = difflib.get_close_matches(field_name, names, n=1)
+        tip = f" Did you mean {near[0]!r}?" if near else f" Known fields: {', '.join(names)}."
+        return f"Unknown config field {field_name!r}.{tip}"
+    msg, value = err["msg"], err["input"]
+    # the value is echoed to help, except where it holds a token: this message reaches events.jsonl
+    got = "" if _TOKEN_LIKE.search(repr(value)) else f", got {value!r}"
+    if err["type"] == "value_error":  # our own checks: the sentence after the field name
+        return f"{name} {msg.removeprefix('Value error, ')}{got}."
+    return f"{name}: {msg[:1].lower()}{msg[1:]}{got} ({type(value).__name__})."
 
 
 # ---- the numbers derived from a config and a dataset ----------------------------------------
@@ -260,20 +359,7 @@ def validation_split(track_ids: list[str], cfg: TrainConfig) -> tuple[list[int],
 
 
 # ---- checks ---------------------------------------------------------------------------------
-
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list, tuple), "dict": (dict,),
-          "float | None": (int, float, type(None))}
-
-
-def _check_type(name: str, value: Any, type_name: Any) -> None:
-    allowed = _TYPES[str(type_name)]
-    # bool is an int subclass; `"rank": true` is a mistake, not rank 1
-    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-        want = " or ".join(t.__name__ for t in allowed).replace("NoneType", "null")
-        raise ConfigError(f"{name} must be {want}, got {value!r} ({type(value).__name__}).")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}.")
-
+# One-field limits belong in field_limits(); these helpers serve checks that span fields.
 
 def _at_least(name: str, v: int, lo: int) -> None:
     if v < lo:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from huggingface_hub import ModelCard
+
 from state import jobs
 from state.cloud import hub
 from state.events import EVENTS_FILE, last_event
@@ -56,7 +58,11 @@ def test_publish_uploads_adapter_curve_samples_and_card(train_kit, fake_hub):
     assert repo.files["samples/step-3_b_lora.wav"] == (run / "samples" / "step-3_b_lora.wav").read_bytes()
 
     card = repo.files["README.md"].decode()
-    assert card.startswith("---\nlibrary_name: diffusers") and "- ace-step" in card and "- lora" in card
+    data = ModelCard(card).data  # what the Hub reads from the front matter
+    assert data.library_name == "diffusers" and data.pipeline_tag == "text-to-audio"
+    assert {"ace-step", "lora", "text-to-audio"} <= set(data.tags)
+    assert data.base_model is None  # trained on a local folder: no Hub id to name
+    assert data.widget[0]["output"]["url"] == "samples/step-3_b_lora.wav"  # the newest sample plays on the page
     assert 'pipe.load_lora_weights("alice/my-lora"' in card
     assert "ACE-Step UI" in card and "adapter_config.json" in card and "hf download alice/my-lora" in card
     assert f"{fake_hub.url}/alice/my-lora/resolve/main/samples/step-3_b_lora.wav" in card

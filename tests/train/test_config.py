@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from state.train.config import ConfigError, TrainConfig, make_plan
+from state.train.config import ConfigError, TrainConfig, make_plan, parse_overrides
 
 
 def test_defaults_match_the_recipe():
@@ -59,3 +59,36 @@ def test_bad_config_fails_the_job_before_anything_loads(workspace):
     evs = read_events(job)
     assert [e["type"] for e in evs] == ["error", "end"]  # no load phase: nothing was loaded
     assert "rank" in evs[0]["message"] and evs[0]["hint"] and evs[1]["status"] == "failed"
+
+
+def test_any_annotation_is_checked_strictly():
+    """A field added with any annotation (`int | None` used to raise KeyError) gets the same strict checks."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Probe(TrainConfig):
+        every: int | None = None
+        names: list[str] = dataclasses.field(default_factory=list)
+
+    assert Probe.from_dict({"every": 3}).every == 3 and Probe.from_dict({"every": None}).every is None
+    for bad, field in [({"every": 2.5}, "every"), ({"every": "3"}, "every"), ({"names": [1]}, "names.0"),
+                       ({"rank": 0}, "rank")]:
+        with pytest.raises(ConfigError, match=f"^{field}"):
+            Probe.from_dict(bad)
+    assert TrainConfig.from_dict({"alpha": 8}).alpha == 8.0 and TrainConfig.from_dict({"alpha": 8}).to_dict()["alpha"] == 8.0
+
+
+def test_set_overrides_read_json_else_strings():
+    assert parse_overrides(["rank=32", "learning_rate=1e-4", "compile=true", "cond_dropout=null",
+                            "device=cuda:1", 'target_modules=["to_q","to_v"]', "model_id=org/a=b", "rank=16"]) == {
+        "rank": 16, "learning_rate": 1e-4, "compile": True, "cond_dropout": None, "device": "cuda:1",
+        "target_modules": ["to_q", "to_v"], "model_id": "org/a=b"}
+    with pytest.raises(ConfigError, match="FIELD=VALUE"):
+        parse_overrides(["rank"])
+
+
+def test_a_token_is_never_echoed_in_the_message():
+    token = "hf_" + "a" * 30
+    with pytest.raises(ConfigError) as exc:
+        TrainConfig.from_dict({"device": f"cuda {token}"})
+    assert "device" in str(exc.value) and token not in str(exc.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import torch
+from huggingface_hub import ModelCard
 
 from train_kit import adapter_tensors, end_of
 
@@ -35,7 +36,9 @@ def test_both_formats_load_change_the_output_and_agree(train_kit, tiny_model_dir
     assert meta["base_model_id"] == str(tiny_model_dir) and meta["variant"] == "base" and meta["shift"] == 3.0
     assert meta["recommended_steps"] == 50 and meta["recommended_guidance"] == 7.0 and meta["steps"] == 15
     assert meta["rank"] == 4 and meta["alpha"] == 8.0 and meta["dataset_size"] == 3
-    assert "load_lora_weights" in (final / "README.md").read_text()
+    card = ModelCard.load(final / "README.md")
+    assert "load_lora_weights" in card.text and card.data.library_name == "diffusers"
+    assert card.data.pipeline_tag == "text-to-audio" and "lora" in card.data.tags
 
     base = _generate(load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32))
     pipe_d = load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)

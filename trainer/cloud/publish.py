@@ -19,8 +19,9 @@ from pathlib import Path
 
 from state import paths
 from state.cloud.hub import HubError, explain, hf_token, missing_token
-from state.fsutil import atomic_write_text, read_json
+from state.fsutil import atomic_write_text, read_json, read_json_object
 from state.train import runs
+from trainer.train.card import model_card
 
 AUDIO_EXT = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"}
 MAX_SAMPLES = 16                 # a model card with more players than this is unreadable
@@ -71,8 +72,10 @@ def publish(run_id: str, repo: str, private: bool = True, ctx=None) -> dict:
     files.update({f"samples/{p.name}": p for p in samples})
     meta = read_json(final / "training_meta.json", default={}) or {}
     config = read_json(run_dir / runs.CONFIG, default={}) or {}
-    atomic_write_text(out / "README.md", model_card(repo_id, run_id, meta, config, [p.name for p in samples],
-                                                    has_curve="loss_curve.png" in files))
+    card = model_card(meta, config, repo_id=repo_id, run_id=run_id, samples=[p.name for p in samples],
+                      sample_url=f"{api.endpoint}/{repo_id}/resolve/main/samples", prompt=_caption(samples),
+                      has_curve="loss_curve.png" in files, endpoint=api.endpoint)
+    atomic_write_text(out / "README.md", str(card))
     files["README.md"] = out / "README.md"
 
     _phase(ctx, 2, "upload")
@@ -88,6 +91,15 @@ def publish(run_id: str, repo: str, private: bool = True, ctx=None) -> dict:
 def _phase(ctx, done: int, what: str) -> None:
     if ctx is not None:
         ctx.phase("upload", done, 3, None, step=what)
+
+
+def _caption(samples: list[Path]) -> str | None:
+    """The newest sample's prompt (its .json beside it: previews and A/B renders both write one)."""
+    for p in reversed(samples):
+        prompt = read_json_object(p.with_suffix(".json"))[0].get("prompt")
+        if isinstance(prompt, dict) and prompt.get("caption"):
+            return str(prompt["caption"])
+    return None
 
 
 def sample_files(run_dir: Path) -> list[Path]:
@@ -135,82 +147,3 @@ def loss_curve_png(run_dir: Path, dest: Path) -> bool:
     fig.savefig(dest, format="png")
     plt.close(fig)
     return True
-
-
-def _hub_id(model_id: str) -> str | None:
-    """The base model as a Hub id for the card's metadata, or None for local folders and the demo."""
-    if not model_id or model_id.count("/") != 1 or model_id.startswith((".", "/", "~")) or Path(model_id).exists():
-        return None
-    return model_id
-
-
-def model_card(repo_id: str, run_id: str, meta: dict, config: dict, samples: list[str], has_curve: bool) -> str:
-    from huggingface_hub import constants
-
-    base = meta.get("base_model_id") or config.get("model_id") or "unknown"
-    hub_base = _hub_id(base)
-    steps = meta.get("recommended_steps", 8)
-    shift = meta.get("shift", 3.0)
-    guidance = meta.get("recommended_guidance", 1.0)
-    front = ["---", "library_name: diffusers", "pipeline_tag: text-to-audio",
-             "tags:", "- ace-step", "- ace-step-1.5", "- lora", "- text-to-audio", "- music", "- acelora"]
-    if hub_base:
-        front += [f"base_model: {hub_base}", "base_model_relation: adapter"]
-    front.append("---")
-    demo = ("\n> **Demo adapter:** trained on AceLoRA's tiny random-weights demo model. It produces noise, "
-            "not music.\n" if meta.get("demo_model") else "")
-    resolve = f"{constants.ENDPOINT}/{repo_id}/resolve/main"
-    sample_md = ""
-    if samples:
-        rows = "\n".join(f"| `{n}` | <audio controls src=\"{resolve}/samples/{n}\"></audio> |" for n in samples)
-        sample_md = ("\n## Samples\n\nA/B renders from training (base model vs. this adapter, same prompt and "
-                     f"seed where the file names pair up).\n\n| file | listen |\n|---|---|\n{rows}\n")
-    curve = "\n## Training loss\n\n![loss curve](loss_curve.png)\n" if has_curve else ""
-    settings = {
-        "base model": base, "variant": meta.get("variant"), "rank / alpha / dropout":
-            f"{meta.get('rank')} / {meta.get('alpha')} / {meta.get('dropout')}",
-        "targets": f"{', '.join(meta.get('target_modules', []))} in {', '.join(meta.get('target_blocks', []))}",
-        "steps": meta.get("steps"), "tracks": meta.get("dataset_size"), "learning rate": meta.get("learning_rate"),
-        "timestep sampling": meta.get("timestep_sampling"), "condition dropout": meta.get("cond_dropout"),
-        "batch size × accumulation": f"{config.get('batch_size', 1)} × {config.get('grad_accum', 1)}",
-        "clip seconds": config.get("clip_seconds"), "seed": config.get("seed"),
-    }
-    table = "\n".join(f"| {k} | {v} |" for k, v in settings.items() if v not in (None, "", "None / None / None"))
-    return "\n".join(front) + f"""
-# {repo_id.split('/')[-1]}: an ACE-Step 1.5 LoRA
-{demo}
-A LoRA adapter for [`{base}`]({constants.ENDPOINT}/{base}) trained with
-AceLoRA (run `{run_id}`).
-Generate with **{steps} steps, shift {shift}, guidance {guidance}**.
-{sample_md}
-## Use with diffusers
-
-```python
-import torch
-from diffusers import AceStepPipeline
-
-pipe = AceStepPipeline.from_pretrained("{base}", torch_dtype=torch.bfloat16).to("cuda")
-pipe.load_lora_weights("{repo_id}", adapter_name="style")
-audio = pipe(prompt="...", lyrics="[Instrumental]", audio_duration=30.0,
-             num_inference_steps={steps}, shift={shift}, guidance_scale={guidance}).audios  # [batch, 2, samples]
-```
-
-Blend or switch adapters with `pipe.set_adapters(["style"], adapter_weights=[0.8])`; turn it off with `pipe.disable_lora()`.
-
-## Use with the official ACE-Step UI, Side-Step or ComfyUI
-
-`adapter_config.json` + `adapter_model.safetensors` are the original ACE-Step PEFT format
-(`q_proj/k_proj/v_proj/o_proj` names). Download the repository and point the UI's LoRA path at the folder:
-
-```bash
-hf download {repo_id} --local-dir {repo_id.split('/')[-1]}
-```
-{curve}
-## Training settings
-
-| setting | value |
-|---|---|
-{table}
-
-`training_meta.json` holds the full record (config hash, tensor count, files).
-"""

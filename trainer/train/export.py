@@ -4,7 +4,7 @@
     adapter_config.json +              original ACE-Step PEFT format (official UI, Side-Step, ComfyUI):
     adapter_model.safetensors            keys base_model.model.layers.N.{self_attn|cross_attn}.{q,k,v,o}_proj.lora_{A,B}.weight
     training_meta.json                 base model, variant, shift, recommended steps/guidance, rank, alpha, ...
-    README.md                          model card
+    README.md                          model card (trainer/train/card.py), with the last preview in samples/
 
 diffusers reads neither adapter_config.json nor network alphas from the PEFT file, so without
 help it would load an adapter with alpha != rank at the wrong scale. Both safetensors files
@@ -15,16 +15,19 @@ pipeline, so the trained dropout would make every generation random.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 from peft import LoraConfig
 from safetensors.torch import save_file
 
-from state.fsutil import atomic_write_text, staged_dir, write_json
+from state.fsutil import atomic_write_text, read_json_object, staged_dir, write_json
+from state.listen.previews import step_samples
 from state.model.catalog import DEMO_MODEL_ID, KNOWN_MODELS, info_for
 from state.train.config import ATTN_BLOCKS, ATTN_PROJS, TrainConfig
 from trainer.train.adapter import TO_ORIGINAL, adapter_state, to_original_key
+from trainer.train.card import model_card
 
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 PEFT_FILE = "adapter_model.safetensors"
@@ -46,22 +49,40 @@ def export_final(job_dir: Path, transformer, cfg: TrainConfig, steps: int, datas
         # modules in training mode, so a non-zero value here would make inference random
         lora_meta = {**_jsonable(transformer.peft_config["default"].to_dict()), "lora_dropout": 0.0}
         meta = {**training_meta(cfg, steps, dataset_size, len(tensors), model_dir), **(extra_meta or {})}
-        _write_adapter(tmp, tensors, cfg, lora_meta, meta)
+        _write_adapter(tmp, tensors, cfg, lora_meta, meta, preview=newest_preview(job_dir))
         if ema_tensors is not None:
-            (tmp / "ema").mkdir()
+            (tmp / "ema").mkdir()  # no preview: the previews were rendered with the live weights, not the EMA
             _write_adapter(tmp / "ema", ema_tensors, cfg, lora_meta, {**meta, "ema_decay": cfg.ema_decay})
     return final
 
 
-def _write_adapter(dest: Path, tensors: dict, cfg: TrainConfig, lora_meta: dict, meta: dict) -> None:
-    """One adapter folder: both formats, training_meta.json and the model card."""
+def _write_adapter(dest: Path, tensors: dict, cfg: TrainConfig, lora_meta: dict, meta: dict,
+                   preview: tuple[Path, str | None] | None = None) -> None:
+    """One adapter folder: both formats, training_meta.json, the model card (with the preview in it)."""
     from diffusers import AceStepPipeline
 
     AceStepPipeline.save_lora_weights(dest, transformer_lora_layers=tensors,
                                       transformer_lora_adapter_metadata=lora_meta)
     _write_original(dest, tensors, cfg, lora_meta)
     write_json(dest / META_FILE, meta)
-    atomic_write_text(dest / "README.md", model_card(meta))
+    samples = []
+    if preview is not None:  # the card's audio travels with the folder (a zip download, an upload)
+        (dest / "samples").mkdir()
+        shutil.copy2(preview[0], dest / "samples" / preview[0].name)
+        samples.append(preview[0].name)
+    atomic_write_text(dest / "README.md", str(model_card(meta, cfg.to_dict(), samples=samples,
+                                                         prompt=preview[1] if preview else None)))
+
+
+def newest_preview(run_dir: Path) -> tuple[Path, str | None] | None:
+    """The last training preview (samples/step-NNNNNN.wav) and its prompt's caption, or None."""
+    found = step_samples(run_dir)
+    if not found:
+        return None
+    wav = found[-1][1]
+    prompt = read_json_object(wav.with_suffix(".json"))[0].get("prompt")  # a damaged one only loses the caption
+    caption = prompt.get("caption") if isinstance(prompt, dict) else None
+    return wav, caption
 
 
 def _write_original(dest: Path, tensors: dict, cfg: TrainConfig, lora_meta: dict) -> None:
@@ -103,53 +124,6 @@ def training_meta(cfg: TrainConfig, steps: int, dataset_size: int, n_tensors: in
         "files": {"diffusers": DIFFUSERS_FILE, "acestep_peft": ["adapter_config.json", PEFT_FILE]},
         "created_at": time.time(), "trainer": "AceLoRA",
     }
-
-
-def model_card(m: dict) -> str:
-    demo = ("\n> **Demo:** trained on the tiny random-weights demo model; it produces noise, not music.\n"
-            if m["demo_model"] else "")
-    guidance = ("no guidance (turbo has it distilled in)" if m["recommended_guidance"] <= 1.0
-                else f"guidance {m['recommended_guidance']}")
-    return f"""---
-base_model: {m['base_model_id']}
-library_name: diffusers
-tags: [ace-step, lora, text-to-audio, music]
----
-# ACE-Step 1.5 LoRA
-{demo}
-LoRA adapter for `{m['base_model_id']}` ({m['variant']}), trained with AceLoRA.
-
-Generate with {m['recommended_steps']} steps, shift {m['shift']}, {guidance}.
-
-## Use with diffusers
-
-```python
-import torch
-from diffusers import AceStepPipeline
-
-pipe = AceStepPipeline.from_pretrained("{m['base_model_id']}", torch_dtype=torch.bfloat16).to("cuda")
-pipe.load_lora_weights("path/to/final", adapter_name="style")
-audio = pipe(prompt="...", lyrics="[Instrumental]", audio_duration=30.0,
-             num_inference_steps={m['recommended_steps']}, shift={m['shift']},
-             guidance_scale={m['recommended_guidance']}).audios
-```
-
-## Use with the ACE-Step UI, Side-Step or ComfyUI
-
-Point them at this folder: `adapter_config.json` + `adapter_model.safetensors` are the original
-ACE-Step PEFT format (`q_proj/k_proj/v_proj/o_proj` names).
-
-## Training
-
-| setting | value |
-|---|---|
-| rank / alpha / dropout | {m['rank']} / {m['alpha']} / {m['dropout']} |
-| targets | {', '.join(m['target_modules'])} in {', '.join(m['target_blocks'])} |
-| steps | {m['steps']} |
-| tracks | {m['dataset_size']} |
-| learning rate | {m['learning_rate']} |
-| timesteps | {m['timestep_sampling']}, condition dropout {m['cond_dropout']} |
-"""
 
 
 def _jsonable(d: dict) -> dict:

@@ -7,6 +7,7 @@ From the dashboard the run folder already holds config.json. Headless, from any 
 
     --resume latest | step-000400 | /path/to/checkpoint   continue a stopped or crashed run
     --after OTHER_RUN_ID                                  wait until lora_output/OTHER_RUN_ID has ended
+    --set rank=32 --set device=cuda:1                     change config fields (checked like the file)
 
 The config is validated before anything loads and written (resolved) to <job-dir>/config.json.
 Progress goes to <job-dir>/events.jsonl; `control/stop` (or one SIGTERM/Ctrl-C) finishes the current
@@ -25,9 +26,16 @@ import torch
 
 from state import jobs, paths
 from state.fsutil import atomic_write_text, write_json
-from state.train.preflight import predicted_peak_mb
 from state.train import shapes
-from state.train.config import FIXED_AT_RESUME, ConfigError, TrainConfig, make_plan, validation_split
+from state.train.config import (
+    FIXED_AT_RESUME,
+    ConfigError,
+    TrainConfig,
+    make_plan,
+    parse_overrides,
+    validation_split,
+)
+from state.train.preflight import predicted_peak_mb
 from trainer.job import StopNow
 from trainer.listen.previews import Previews
 from trainer.train.adapter import AdapterMismatch, adapter_state, add_lora
@@ -47,6 +55,7 @@ from trainer.train.export import export_final
 from trainer.train.meter import StepMeter
 from trainer.train.objective import Objective, compute_loss, make_batch
 from trainer.train.precision import Precision
+from trainer.train.trackers import trackers
 from trainer.train.validation import Validator
 
 QUEUE_POLL_S = 0.5
@@ -74,7 +83,8 @@ def train(ctx, cfg: TrainConfig, ckpt: Path | None) -> str:
         ctx.emit("warning", message=f"Removed {len(removed)} half-written checkpoint folder(s) left by an "
                  f"interrupted save: {', '.join(removed)}.")
     rows = dataset_rows(ctx.job_dir, cfg, resuming=ckpt is not None)
-    with ctx.gpu_lease(device):  # preprocessing, training and previews all use the GPU
+    # TensorBoard / trackio (report_to), fed the step and validation events; a missing package stops here
+    with trackers(ctx, cfg), ctx.gpu_lease(device):  # preprocessing, training and previews all use the GPU
         return _train(ctx, cfg, ckpt, rows, device, precision)
 
 
@@ -237,6 +247,11 @@ def resolve_config(ctx, args) -> tuple[TrainConfig, Path | None]:
     cfg = TrainConfig.load(args.config or job_dir / "config.json")
     if args.manifest:
         cfg = cfg.replace(manifest=str(Path(args.manifest).expanduser().resolve()))
+    if getattr(args, "set", None):
+        try:  # checked like the file: an unknown field or a bad value is named
+            cfg = cfg.replace(**parse_overrides(args.set))
+        except ConfigError as exc:
+            raise ConfigError(f"--set: {exc}") from None
     ckpt = None
     if args.resume:
         ckpt, skipped = find_checkpoint(job_dir, args.resume)
