@@ -204,7 +204,7 @@ def _after(ok, why):
 
 
 def field_limits() -> dict[str, tuple]:
-    from annotated_types import Ge, Gt, Interval, Le
+    from annotated_types import Ge, Gt, Interval
 
     return {
         "model_id": (_after(lambda v: bool(v.strip()), lambda v: "is empty: name a Hub model id or a local "

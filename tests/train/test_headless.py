@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 from locations import REPO
 from train_kit import end_of, read_events
@@ -16,13 +15,11 @@ def test_headless_train_command(train_kit, tmp_path):
     del cfg["manifest"]  # the manifest comes from --manifest, as documented
     cfg_path.write_text(json.dumps(cfg))
     job_dir = train_kit.home / "lora_output" / "my-run"
-    t0 = time.time()
     out = subprocess.run([sys.executable, "trainer/run.py", "train", "--job-dir", str(job_dir),
                           "--config", str(cfg_path), "--manifest", str(train_kit.manifest),
                           "--set", "max_steps=4", "--set", "val_every=0"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert time.time() - t0 < 60
     assert end_of(job_dir)["status"] == "completed"
     assert [e["step"] for e in read_events(job_dir, "step")][-1] == 4
     resolved = json.loads((job_dir / "config.json").read_text())
