@@ -4,10 +4,11 @@ the clear messages for a missing or read-only token, an unknown flavour and a Jo
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
-from state import jobs
+from state import jobs, paths
 from state.cloud import remote_jobs as rj
 from state.cloud.hub import HubError
 from state.model.catalog import DEMO_MODEL_ID
@@ -35,6 +36,7 @@ def done(run, timeout=240.0) -> dict:
 
 
 def test_run_on_hf_jobs_stops_with_a_checkpoint_then_resumes_there(train_kit, fake_hub):
+    shutil.copytree(train_kit.model_dir, paths.demo_model_dir())  # goes with the input: the Job trains on it
     run = rj.start_remote(config(), rows(train_kit), "cpu-basic", IMAGE, WRITE_TOKEN, **FAST)
     assert wait_for(lambda: read_events(run, "step"), 240, 0.2), jobs.log_tail(run, 40)
     rec = rj.record(run)
@@ -43,7 +45,8 @@ def test_run_on_hf_jobs_stops_with_a_checkpoint_then_resumes_there(train_kit, fa
     assert WRITE_TOKEN not in json.dumps({k: v for k, v in job.spec.items() if k != "secrets"})
     assert job.spec["spaceId"] == "alice/acelora"  # the project's image, from the user's Space
     data = fake_hub.repos["datasets/alice/acelora-jobs-data"]
-    assert data.private and {f"{run.name}/audio/tone0.wav", f"{run.name}/dataset.jsonl"} <= set(data.files)
+    assert data.private and {f"{run.name}/audio/tone0.wav", f"{run.name}/dataset.jsonl",
+                             f"{run.name}/model/model_index.json"} <= set(data.files)
     assert "$" in rj.status_line(run) and "cpu-basic" in rj.status_line(run)
 
     assert "stop requested" in jobs.stop(run)

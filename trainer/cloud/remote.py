@@ -31,6 +31,7 @@ from state import events, jobs, paths
 from state.cloud import remote_jobs as rj
 from state.cloud.hub import HubError, explain, hf_token, missing_token
 from state.fsutil import atomic_write_text, write_json
+from state.model.catalog import DEMO_MODEL_ID
 from trainer.cloud.sync import ensure_repo, push_run
 from trainer.job import StopNow
 
@@ -161,6 +162,11 @@ def push_input(api, data_repo: str, run_dir: Path, token: str) -> int:
         rows.append({**r, "audio": f"audio/{name}"})
     for kind, f in cache_files(rows, str(cfg.get("model_id"))):
         ops.append(CommitOperationAdd(f"{run}/cache/{kind}/{f.name}", str(f)))
+    demo = paths.demo_model_dir()
+    if cfg.get("model_id") == DEMO_MODEL_ID and (demo / "model_index.json").is_file():
+        # not on the Hub, and its random weights must be the ones the A/B page loads here (1-2 MB)
+        ops += [CommitOperationAdd(f"{run}/model/{f.relative_to(demo)}", str(f))
+                for f in sorted(demo.rglob("*")) if f.is_file()]
     ops.append(CommitOperationAdd(f"{run}/dataset.jsonl",
                                   "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()))
     ops.append(CommitOperationAdd(f"{run}/config.json", json.dumps(cfg, indent=2).encode()))
@@ -409,6 +415,8 @@ def fetch_input(ctx, data_repo: str, run_dir: Path, token: str) -> None:
     atomic_write_text(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
     write_json(run_dir / "config.json", {**cfg, "manifest": str(manifest)})
+    if (src / "model" / "model_index.json").is_file() and not paths.demo_model_dir().exists():
+        shutil.copytree(src / "model", paths.demo_model_dir())
     ctx.phase("download", 1, 1, what="dataset", tracks=len(rows))
     try:
         resolve_model_dir(cfg["model_id"])
