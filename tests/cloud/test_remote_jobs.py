@@ -49,6 +49,8 @@ def test_run_on_hf_jobs_stops_with_a_checkpoint_then_resumes_there(train_kit, fa
                              f"{run.name}/model/model_index.json"} <= set(data.files)
     assert "$" in rj.status_line(run) and "cpu-basic" in rj.status_line(run)
 
+    jobs.request(run, "save_now")  # the live view's buttons reach the Job through the Hub too
+    assert wait_for(lambda: [c for c in read_events(run, "checkpoint") if c.get("reason") == "save_now"], 120, 0.2)
     assert "stop requested" in jobs.stop(run)
     end = done(run)
     assert end["status"] == "stopped", read_events(run, "error")

@@ -103,8 +103,11 @@ def _watch(ctx, api, run_dir: Path, rec: dict, token: str, resume: bool) -> str:
             mirrored, outcome = mirror_events(ctx, api, runs_repo, run_dir, rec["attempt"], token, mirrored, outcome)
             if stage in rj.TERMINAL_STAGES:
                 break
+            for flag in ("save_now", "sample_now"):  # the live view's buttons, forwarded as they are clicked
+                if ctx.take_flag(flag):
+                    send_flag(api, runs_repo, run, rec["attempt"], token, f"{flag}-{time.time_ns()}")
             if ctx.stop_requested() and stop_sent is None:
-                send_stop(api, runs_repo, run, rec["attempt"], token)
+                send_flag(api, runs_repo, run, rec["attempt"], token, "stop")
                 stop_sent = time.time()
                 ctx.emit("remote_stop", job_id=job.id, grace_s=rj.STOP_GRACE_S)
             if stop_sent is not None and not cancelled and time.time() - stop_sent > rj.STOP_GRACE_S:
@@ -249,10 +252,11 @@ def _cancel(api, job_id: str, ns: str, token: str) -> bool:
     return True
 
 
-def send_stop(api, runs_repo: str, run: str, attempt: str, token: str) -> None:
+def send_flag(api, runs_repo: str, run: str, attempt: str, token: str, name: str) -> None:
+    """A control flag for the Job: `stop`, or `save_now-<ns>` / `sample_now-<ns>` (one file per click)."""
     try:
-        api.upload_file(path_or_fileobj=str(time.time()).encode(), path_in_repo=f"{run}/control/{attempt}/stop",
-                        repo_id=runs_repo, token=token, commit_message=f"AceLoRA: stop {run}")
+        api.upload_file(path_or_fileobj=str(time.time()).encode(), path_in_repo=f"{run}/control/{attempt}/{name}",
+                        repo_id=runs_repo, token=token, commit_message=f"AceLoRA: {name.split('-')[0]} {run}")
     except Exception as exc:  # noqa: BLE001
         raise explain(exc, runs_repo, True, "upload") from exc
 
@@ -443,7 +447,8 @@ def pull_checkpoints_here(runs_repo: str, run_dir: Path, token: str) -> None:
 
 
 class Syncer(threading.Thread):
-    """Beside the training loop: push the run folder every `sync_s`, look for the stop file every `poll_s`."""
+    """Beside the training loop: push the run folder every `sync_s`; every `poll_s`, turn each new control
+    file the dashboard put in the runs repo into the local flag the training loop polls."""
 
     def __init__(self, api, repo: str, run_dir: Path, attempt: str, token: str, sync_s: float, poll_s: float):
         super().__init__(daemon=True, name="hub-sync")
@@ -452,19 +457,31 @@ class Syncer(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        next_push, stop_seen = time.time(), False
-        stop_file = f"{self.run_dir.name}/control/{self.attempt}/stop"
+        next_push, seen = time.time(), set()
         while not self._halt.wait(self.poll_s):
             try:
-                if not stop_seen and self.api.file_exists(self.repo, stop_file, token=self.token):
-                    print("Stop requested through the Hub: saving, then exiting.", flush=True)
-                    jobs.request(self.run_dir, "stop")  # the training loop polls it, as for a local Stop
-                    stop_seen = True
+                for name in self._control_files():
+                    if name not in seen and (flag := name.split("-")[0]) in jobs.FLAGS:
+                        print(f"{flag} requested through the Hub.", flush=True)
+                        jobs.request(self.run_dir, flag)  # the training loop polls it, as for a local click
+                    seen.add(name)
                 if time.time() >= next_push:
                     push_run(self.api, self.repo, self.run_dir, self.token)
                     next_push = time.time() + self.sync_s
             except (FileNotFoundError, HubError) as exc:  # retried next tick; the last push follows the end
                 print(f"hub sync: {exc}", flush=True)
+
+    def _control_files(self) -> list[str]:
+        from huggingface_hub.errors import HfHubHTTPError
+
+        try:
+            tree = self.api.list_repo_tree(self.repo, path_in_repo=f"{self.run_dir.name}/control/{self.attempt}",
+                                           token=self.token)
+            return [e.path.rsplit("/", 1)[-1] for e in tree]
+        except HfHubHTTPError as exc:  # no folder yet is a 404; anything else is retried next tick
+            if getattr(exc.response, "status_code", None) != 404:
+                print(f"hub control poll: {exc}", flush=True)
+            return []
 
     def halt(self) -> None:
         self._halt.set()
