@@ -42,7 +42,8 @@ def start_choice(config: dict | None, rows: list[dict], blocked: bool,
     image = st.text_input("Image", value=rj.default_image(), key=f"{key}_image",
                           placeholder="hf.co/spaces/<you>/acelora",
                           help="The AceLoRA Docker image the Job runs: your AceLoRA Space (README, 'Run on a "
-                               "Hugging Face Space'), whose image holds CUDA PyTorch, the pinned requirements and this code.")
+                               "Hugging Face Space'), whose image holds CUDA PyTorch, the pinned requirements "
+                               "and this code.")
     st.caption(f"Pushes the dataset to a private dataset repo ({rj.DATA_REPO}), trains there, syncs events and "
                f"checkpoints through a private repo ({rj.RUNS_REPO}) and brings final/ back here. Stop saves first; "
                "pressing it twice cancels the Job.")
@@ -64,11 +65,17 @@ def run_status(run_dir: Path, key: str = "train_hfjobs_run") -> None:
     if rec.get("url"):
         line += f" · [Job page]({rec['url']})"
     st.info(line, icon="☁️")
-    if jobs.status(run_dir).active or not runs.checkpoints(run_dir):
+    attach = rj.can_attach(run_dir)
+    if jobs.status(run_dir).active or not (attach or runs.checkpoints(run_dir)):
         return
+    if attach:
+        st.warning(f"This machine lost track of Job {rec['job_id']}, which may still be running (and billed).")
     token = _token()
-    if token and st.button("▶ Resume on HF Jobs", key=f"{key}_resume",
-                           help="Continues from the latest checkpoint here (pushed first), on the same hardware."):
+    label, why = (("🔗 Follow the Job again", "Watches the Job that is still recorded as running, instead of "
+                   "starting a second one.") if attach else
+                  ("▶ Resume on HF Jobs", "Continues from the latest checkpoint here (pushed first), on the "
+                   "same hardware."))
+    if token and st.button(label, key=f"{key}_resume", help=why):
         try:
             rj.resume_remote(run_dir, token)
             st.rerun()

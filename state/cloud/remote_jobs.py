@@ -116,7 +116,9 @@ def status_line(run_dir: Path, now: float | None = None) -> str:
     else:
         parts.append("uploading the dataset")
     c = cost_so_far(rec, now)
-    parts.append("cost unknown" if c is None else f"${c:.2f} so far")
+    before = float(rec.get("spent_before") or 0)
+    parts.append("cost unknown" if c is None else f"${c:.2f} so far"
+                 + (f" (${c + before:.2f} with earlier Jobs of this run)" if before else ""))
     if rec.get("message"):
         parts.append(str(rec["message"]))
     return " · ".join(parts)
@@ -153,6 +155,11 @@ def resume_remote(run_dir: Path, token: str | None, flavor: str | None = None, c
     run_dir = Path(run_dir)
     if jobs.status(run_dir).active:
         raise RuntimeError(f"{run_dir.name} is still running: stop it first.")
+    if not token:
+        raise missing_token("upload")
+    if can_attach(run_dir):
+        jobs.launch(run_dir, KIND, ["--resume", "attach"], env={"HF_TOKEN": token})
+        return run_dir
     if not runs.checkpoints(run_dir):
         raise RuntimeError(f"{run_dir.name} has no checkpoint to resume from.")
     if not token:
@@ -168,6 +175,13 @@ def resume_remote(run_dir: Path, token: str | None, flavor: str | None = None, c
         write_json(run_dir / runs.CONFIG, {**cfg, **changes})
     return _launch(run_dir, flavor, image, token, rec.get("namespace"), poll_s or rec.get("poll_s", 15.0),
                    sync_s or rec.get("sync_s", 60.0), resume=True)
+
+
+def can_attach(run_dir: Path) -> bool:
+    """The watcher is gone (this machine restarted) but its Job never reported an end: follow it again
+    rather than start a second one beside it."""
+    rec = record(run_dir)
+    return bool(rec.get("job_id")) and rec.get("stage") not in TERMINAL_STAGES and not jobs.status(run_dir).active
 
 
 def _check_model(model_id) -> None:

@@ -51,6 +51,11 @@ def test_run_on_hf_jobs_stops_with_a_checkpoint_then_resumes_there(train_kit, fa
 
     jobs.request(run, "save_now")  # the live view's buttons reach the Job through the Hub too
     assert wait_for(lambda: [c for c in read_events(run, "checkpoint") if c.get("reason") == "save_now"], 120, 0.2)
+    jobs.kill(run)  # this machine loses its watcher (a restart): the Job trains on, and is followed again
+    assert jobs.reconcile(run).status == "died" and rj.can_attach(run)
+    rj.resume_remote(run, WRITE_TOKEN)
+    assert wait_for(lambda: read_events(run, "remote_attach") and jobs.is_ready(run), 60, 0.1)
+    assert len(fake_hub.jobs) == 1
     assert "stop requested" in jobs.stop(run)
     end = done(run)
     assert end["status"] == "stopped", read_events(run, "error")

@@ -52,7 +52,8 @@ def job_remote_train(ctx, args) -> str:
             raise missing_token("upload")
         rj.check_flavor(rec.get("flavor") or "")
         rj.check_image(rec.get("image") or "")
-        return _watch(ctx, HfApi(), run_dir, rec, token, resume=bool(args.resume))
+        how = "attach" if args.resume == "attach" else bool(args.resume)
+        return _watch(ctx, HfApi(), run_dir, rec, token, how)
     except HubError as exc:
         ctx.emit("error", message=str(exc), hint=exc.hint)
         rj.update_record(run_dir, message=str(exc))
@@ -73,7 +74,10 @@ def _namespace(api, token: str, rec: dict) -> str:
     return rec.get("namespace") or me["name"]
 
 
-def _watch(ctx, api, run_dir: Path, rec: dict, token: str, resume: bool) -> str:
+def _watch(ctx, api, run_dir: Path, rec: dict, token: str, resume: bool | str) -> str:
+    if resume == "attach":  # this watcher died (the machine restarted) while its Job ran on: follow it again
+        ctx.emit("remote_attach", job_id=rec["job_id"])
+        return _follow(ctx, api, run_dir, rec, token, rec["job_id"], rec["namespace"], int(rec.get("mirrored") or 0))
     run = run_dir.name
     ns = _namespace(api, token, rec)
     ctx.phase("upload", 0, 1)
@@ -90,17 +94,22 @@ def _watch(ctx, api, run_dir: Path, rec: dict, token: str, resume: bool) -> str:
     rec = rj.update_record(run_dir, job_id=job.id, url=job.url, stage=job.status.stage)
     ctx.emit("remote_job", job_id=job.id, url=job.url, flavor=rec["flavor"], image=rec["image"],
              price_per_hour=rec.get("price_per_hour"), attempt=rec["attempt"], data_repo=data_repo, runs_repo=runs_repo)
+    return _follow(ctx, api, run_dir, rec, token, job.id, ns, 0)
 
-    stage, mirrored, stop_sent, cancelled, outcome = None, 0, None, False, None
+
+def _follow(ctx, api, run_dir: Path, rec: dict, token: str, job_id: str, ns: str, mirrored: int) -> str:
+    """Watch the Job to its end: stage, events, checkpoints, control flags; then pull back."""
+    run, runs_repo = run_dir.name, rec["runs_repo"]
+    stage, stop_sent, cancelled, outcome = None, None, False, None
     while True:
         try:
-            info = _inspect(api, job.id, ns, token)
+            info = _inspect(api, job_id, ns, token)
             if info.status.stage != stage:
                 stage = info.status.stage
                 ctx.emit("remote_status", stage=stage, status=rj.STAGES.get(stage, stage), message=info.status.message)
-            rj.update_record(run_dir, stage=stage, message=info.status.message,
-                             started_at=_ts(info.started_at), finished_at=_ts(info.finished_at))
             mirrored, outcome = mirror_events(ctx, api, runs_repo, run_dir, rec["attempt"], token, mirrored, outcome)
+            rj.update_record(run_dir, stage=stage, message=info.status.message, mirrored=mirrored,
+                             started_at=_ts(info.started_at), finished_at=_ts(info.finished_at))
             if stage in rj.TERMINAL_STAGES:
                 break
             for flag in ("save_now", "sample_now"):  # the live view's buttons, forwarded as they are clicked
@@ -109,16 +118,16 @@ def _watch(ctx, api, run_dir: Path, rec: dict, token: str, resume: bool) -> str:
             if ctx.stop_requested() and stop_sent is None:
                 send_flag(api, runs_repo, run, rec["attempt"], token, "stop")
                 stop_sent = time.time()
-                ctx.emit("remote_stop", job_id=job.id, grace_s=rj.STOP_GRACE_S)
+                ctx.emit("remote_stop", job_id=job_id, grace_s=rj.STOP_GRACE_S)
             if stop_sent is not None and not cancelled and time.time() - stop_sent > rj.STOP_GRACE_S:
                 ctx.emit("warning", message=f"The Job did not stop within {rj.STOP_GRACE_S} s of Stop: cancelled it.")
-                cancelled = _cancel(api, job.id, ns, token)
+                cancelled = _cancel(api, job_id, ns, token)
             time.sleep(float(rec.get("poll_s") or 15.0))
         except StopNow:  # Stop pressed twice: the last resort
             ctx.emit("warning", message="Stop pressed twice: cancelling the Job now; what it synced so far is kept.")
-            cancelled = _cancel(api, job.id, ns, token)
+            cancelled = _cancel(api, job_id, ns, token)
     pull_back(ctx, api, runs_repo, run_dir, token)
-    _append_log(api, job.id, ns, token, run_dir)
+    _append_log(api, job_id, ns, token, run_dir)
     return _end_status(ctx, run_dir, info, outcome, cancelled or stop_sent is not None)
 
 
