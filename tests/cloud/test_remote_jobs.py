@@ -73,7 +73,7 @@ def test_run_on_hf_jobs_stops_with_a_checkpoint_then_resumes_there(train_kit, fa
     meta = json.loads((run / "final" / "training_meta.json").read_text())
     assert meta["steps"] == stopped_at + 2 and len(fake_hub.jobs) == 2
     assert "---- log of HF Job" in (run / "log.txt").read_text()
-    assert files_containing(train_kit.home, WRITE_TOKEN) == []
+    assert files_containing(train_kit.home, WRITE_TOKEN) == [] and files_containing(job.disk, WRITE_TOKEN) == []
 
 
 def test_a_job_that_dies_says_why(train_kit, fake_hub):

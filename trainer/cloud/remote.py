@@ -115,6 +115,9 @@ def _follow(ctx, api, run_dir: Path, rec: dict, token: str, job_id: str, ns: str
             for flag in ("save_now", "sample_now"):  # the live view's buttons, forwarded as they are clicked
                 if ctx.take_flag(flag):
                     send_flag(api, runs_repo, run, rec["attempt"], token, f"{flag}-{time.time_ns()}")
+            if ctx.stop_requested() and stop_sent is None and stage == "SCHEDULING":
+                cancelled = _cancel(api, job_id, ns, token)  # nothing trained yet: nothing to save
+                stop_sent = time.time()
             if ctx.stop_requested() and stop_sent is None:
                 send_flag(api, runs_repo, run, rec["attempt"], token, "stop")
                 stop_sent = time.time()
@@ -133,8 +136,13 @@ def _follow(ctx, api, run_dir: Path, rec: dict, token: str, job_id: str, ns: str
 
 def _end_status(ctx, run_dir: Path, info, outcome: str | None, we_stopped: bool) -> str:
     stage, msg = info.status.stage, info.status.message
-    if stage == "COMPLETED" or outcome == "failed":  # a training failure: its own error event came through
-        return outcome or "completed"
+    if outcome == "failed" or (stage == "COMPLETED" and outcome):  # a training failure's own error came through
+        return outcome
+    if stage == "COMPLETED":
+        ctx.emit("error", message=f"The HF Job {info.id} ended without its last sync reaching the Hub.",
+                 hint="The end of log.txt (the Job's log) says why; what arrived is kept, and Resume on HF Jobs "
+                      "continues from the last checkpoint that did.")
+        return "failed"
     if stage == "CANCELED":
         if not we_stopped:
             ctx.emit("warning", message="The Job was cancelled outside AceLoRA (Jobs page or CLI).")
