@@ -1,7 +1,8 @@
 """A local stand-in for the Hugging Face Hub on 127.0.0.1, for tests that must never touch the real one.
 
 It implements just the endpoints that the huggingface_hub 2.4 calls in trainer/cloud/publish.py,
-trainer/cloud/sync.py, trainer/cloud/space_watch.py and state/cloud/hub.py hit (read from that library's source):
+trainer/cloud/sync.py, trainer/cloud/space_watch.py, trainer/cloud/remote.py and state/cloud/hub.py
+hit (read from that library's source):
 
     POST /api/repos/create                         create_repo
     GET  /api/models/{repo}[/revision/{rev}]       repo_info / model_info (create_repo's exist_ok path,
@@ -94,8 +95,9 @@ class FakeJob:
     It runs the spec's command and environment (its secrets as environment variables, like the
     platform), with nothing of the test process's own environment except what a container would
     also have (PATH, the Hub endpoint): no ACELORA_HOME, no HF_TOKEN unless passed as a secret.
-    `python` is this interpreter (the image's Python), IMAGE_APP_DIR maps to a scratch folder whose
-    code folders link to this checkout, so the Job's workspace is its own.
+    `python` is this interpreter (the image's Python), and IMAGE_APP_DIR (in the command and the
+    environment) maps to a scratch folder whose code folders link to this checkout, so the Job's
+    workspace is its own.
     """
 
     def __init__(self, hub: "FakeHub", job_id: str, ns: str, spec: dict):
@@ -108,11 +110,13 @@ class FakeJob:
         os.makedirs(app)
         for name in ("trainer", "state"):
             os.symlink(os.path.join(REPO_ROOT, name), os.path.join(app, name))
-        argv = [sys.executable if a == "python" else a.replace(IMAGE_APP_DIR, app, 1)
-                if a.startswith(IMAGE_APP_DIR + "/") else a for a in spec["command"]]
+        def in_image(v: str) -> str:
+            return app + v[len(IMAGE_APP_DIR):] if v == IMAGE_APP_DIR or v.startswith(IMAGE_APP_DIR + "/") else v
+
+        argv = [sys.executable if a == "python" else in_image(a) for a in spec["command"]]
         env = {"PATH": os.environ.get("PATH", ""), "HOME": self.disk, "HF_HOME": os.path.join(self.disk, "hf"),
                "HF_ENDPOINT": hub.url, "TMPDIR": self.disk, "OMP_NUM_THREADS": "1",
-               **{k: str(v) for k, v in (spec.get("environment") or {}).items()},
+               **{k: in_image(str(v)) for k, v in (spec.get("environment") or {}).items()},
                **{k: str(v) for k, v in (spec.get("secrets") or {}).items()}}
         self.log_path = os.path.join(self.disk, "job.log")
         with open(self.log_path, "ab") as log:

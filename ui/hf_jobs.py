@@ -61,10 +61,11 @@ def run_status(run_dir: Path, key: str = "train_hfjobs_run") -> None:
     if not rj.is_remote(run_dir):
         return
     rec = rj.record(run_dir)
-    line = rj.status_line(run_dir, time.time())
-    if rec.get("url"):
-        line += f" · [Job page]({rec['url']})"
-    st.info(line, icon="☁️")
+    if jobs.job_info(run_dir).get("kind") == rj.KIND:  # not after a Resume on this machine
+        line = rj.status_line(run_dir, time.time())
+        if rec.get("url"):
+            line += f" · [Job page]({rec['url']})"
+        st.info(line, icon="☁️")
     attach = rj.can_attach(run_dir)
     if jobs.status(run_dir).active or not (attach or runs.checkpoints(run_dir)):
         return

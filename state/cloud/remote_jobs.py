@@ -15,6 +15,7 @@ run, and the code that trains is the code the dashboard was tested with.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -138,8 +139,6 @@ def start_remote(config: dict, manifest_rows: list[dict], flavor: str, image: st
     _check_model(config.get("model_id"))
     run_dir = paths.run_dir(run_id or runs.new_run_id("hfjob"))
     run_dir.mkdir(parents=True)
-    import json
-
     snapshot = run_dir / runs.DATASET_SNAPSHOT
     snapshot.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in manifest_rows), encoding="utf-8")
     write_json(run_dir / runs.CONFIG, {**config, "manifest": str(snapshot)})

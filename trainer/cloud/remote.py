@@ -37,6 +37,7 @@ from trainer.job import StopNow
 
 INPUT = "input"      # in the remote workspace: the downloaded dataset repo folder
 SCRATCH = ".remote"  # in the local run folder: downloads on their way in (hidden: never synced)
+MAX_HUB_ERRORS = 20  # failed polls in a row before the watcher gives up (the Job may run on: follow it again)
 
 
 # ---- here: push, start, watch, pull ------------------------------------------------------------
@@ -100,7 +101,7 @@ def _watch(ctx, api, run_dir: Path, rec: dict, token: str, resume: bool | str) -
 def _follow(ctx, api, run_dir: Path, rec: dict, token: str, job_id: str, ns: str, mirrored: int) -> str:
     """Watch the Job to its end: stage, events, checkpoints, control flags; then pull back."""
     run, runs_repo = run_dir.name, rec["runs_repo"]
-    stage, stop_sent, cancelled, outcome = None, None, False, None
+    stage, stop_sent, cancelled, outcome, errors = None, None, False, None, 0
     while True:
         try:
             info = _inspect(api, job_id, ns, token)
@@ -125,6 +126,15 @@ def _follow(ctx, api, run_dir: Path, rec: dict, token: str, job_id: str, ns: str
             if stop_sent is not None and not cancelled and time.time() - stop_sent > rj.STOP_GRACE_S:
                 ctx.emit("warning", message=f"The Job did not stop within {rj.STOP_GRACE_S} s of Stop: cancelled it.")
                 cancelled = _cancel(api, job_id, ns, token)
+            errors = 0
+            time.sleep(float(rec.get("poll_s") or 15.0))
+        except HubError as exc:  # a network blip must not orphan a Job that trains on: retry, then give up
+            errors += 1
+            if errors >= MAX_HUB_ERRORS:
+                raise HubError(f"{exc} (the Job {job_id} may still be running)",
+                               exc.hint + " Then press 'Follow the Job again' on the Train page.") from exc
+            if errors == 1:
+                ctx.emit("warning", message=f"{exc} Retrying every {rec.get('poll_s') or 15} s.")
             time.sleep(float(rec.get("poll_s") or 15.0))
         except StopNow:  # Stop pressed twice: the last resort
             ctx.emit("warning", message="Stop pressed twice: cancelling the Job now; what it synced so far is kept.")
@@ -231,7 +241,8 @@ def push_checkpoints(api, runs_repo: str, run_dir: Path, token: str) -> None:
 
 def start_job(api, rec: dict, run: str, token: str, resume: bool):
     command = ["python", f"{rj.APP_DIR}/trainer/run.py", rj.WORKER_KIND, "--job-dir", f"{rj.APP_DIR}/lora_output/{run}"]
-    env = {"ACELORA_DATA_REPO": rec["data_repo"], "ACELORA_RUNS_REPO": rec["runs_repo"],
+    # the workspace is the image's own /app (UID 1000 owns it), whatever the platform's working directory
+    env = {"ACELORA_HOME": rj.APP_DIR, "ACELORA_DATA_REPO": rec["data_repo"], "ACELORA_RUNS_REPO": rec["runs_repo"],
            "ACELORA_ATTEMPT": rec["attempt"], "ACELORA_SYNC_S": str(rec.get("sync_s") or 60),
            "ACELORA_POLL_S": str(rec.get("poll_s") or 15), "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
     if os.environ.get("ACELORA_STEP_EVENT_INTERVAL"):
