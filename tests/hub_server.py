@@ -161,6 +161,7 @@ class FakeJob:
 class FakeHub:
     def __init__(self):
         self.jobs: dict[str, FakeJob] = {}
+        self.jobs_down = 0  # set > 0: that many requests about a Job answer 503
         self.repos: dict[str, Repo] = {}
         self.requests: list[dict] = []
         self.validated_yaml: list[str] = []
@@ -356,6 +357,9 @@ class FakeHub:
             return self._send(h, 200, self.jobs[job_id].info(self.url))
         m = re.fullmatch(r"/api/jobs/([^/]+)/([0-9a-f]+)(?:/(logs|cancel))?", path)
         job = self.jobs.get(m.group(2)) if m else None
+        if job is not None and self.jobs_down > 0:  # a Hub blip: the next requests about Jobs answer 503
+            self.jobs_down -= 1
+            return self._send(h, 503, {"error": "Service Unavailable"})
         if job is None:
             return self._send(h, 404, {"error": "Job not found"})
         if m.group(3) == "cancel" and method == "POST":

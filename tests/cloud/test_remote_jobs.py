@@ -79,11 +79,14 @@ def test_run_on_hf_jobs_stops_with_a_checkpoint_then_resumes_there(train_kit, fa
 def test_a_job_that_dies_says_why(train_kit, fake_hub):
     run = rj.start_remote(config(), rows(train_kit), "cpu-basic", IMAGE, WRITE_TOKEN, **FAST)
     assert wait_for(lambda: fake_hub.jobs, 120, 0.1), jobs.log_tail(run, 40)
+    fake_hub.jobs_down = 3  # the watcher rides out a Hub blip
+    assert wait_for(lambda: fake_hub.jobs_down == 0, 30, 0.1)
     fake_hub.job().kill()
     end = done(run, 120)
     assert end["status"] == "failed"
     err = read_events(run, "error")[-1]
     assert "failed: Job failed with exit code: 137" in err["message"] and "Resume on HF Jobs" in err["hint"]
+    assert any("answered 503" in w["message"] for w in read_events(run, "warning"))
 
 
 def test_clear_messages_before_anything_is_billed(train_kit, fake_hub):

@@ -262,6 +262,9 @@ def _job_error(exc: BaseException, what: str) -> HubError:
                         "Add one at huggingface.co/settings/billing (Jobs are for PRO users and paid organisations).")
     if status == 400:
         return HubError(f"The Hub refused to {what} (400): {exc}", "Check the flavour and the image name.")
+    if status and status >= 500:
+        return HubError(f"The Hub answered {status} when asked to {what}.",
+                        "Usually brief; the Job itself is not affected.")
     return explain(exc, "HF Jobs", True, "upload")
 
 
