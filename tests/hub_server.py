@@ -18,6 +18,7 @@ hit (read from that library's source):
     GET  /api/whoami-v2                            whoami (run_job & co. ask it for the namespace)
     POST /api/jobs/{ns}                            run_job: the "Job" is a local subprocess (see FakeJob)
     GET  /api/jobs/{ns}/{id}[/logs]                inspect_job, fetch_job_logs (SSE, no follow)
+    GET  /api/jobs/hardware                        list_jobs_hardware (two flavours, per-minute prices)
     POST /api/jobs/{ns}/{id}/cancel                cancel_job
 
 Dataset repos (repo_type="dataset") answer the same routes under /api/datasets/ and /datasets/;
@@ -348,6 +349,12 @@ class FakeHub:
             return self._send(h, 200, {"type": "user", "name": USER, "auth": {"accessToken": {"role": role}}})
         if not self._auth(h, write=method == "POST"):
             return
+        if path == "/api/jobs/hardware":  # two entries, in the API's shape (per-minute prices)
+            return self._send(h, 200, [
+                {"name": "cpu-basic", "prettyName": "CPU Basic", "cpu": "2 vCPU", "ram": "16 GB", "accelerator": None,
+                 "unitCostMicroUSD": 167, "unitCostUSD": 0.000167, "unitLabel": "minute"},
+                {"name": "l4x1", "prettyName": "1x Nvidia L4", "cpu": "8 vCPU", "ram": "30 GB", "accelerator": None,
+                 "unitCostMicroUSD": 13333, "unitCostUSD": 0.013333, "unitLabel": "minute"}])
         if method == "POST" and (m := re.fullmatch(r"/api/jobs/([^/]+)", path)):
             spec = json.loads(body)
             if spec.get("flavor") not in {f.value for f in JobHardware}:

@@ -64,7 +64,10 @@ def test_run_on_hf_jobs_stops_with_a_checkpoint_then_resumes_there(train_kit, fa
     assert ckpts and (run / "final" / "pytorch_lora_weights.safetensors").is_file()
     stopped_at = int(ckpts[-1].removeprefix("step-"))
     assert read_events(run, "remote_stop") and read_events(run, "start")[0]["remote"] is True
-    assert rj.record(run)["stage"] == "COMPLETED" and rj.cost_so_far(rj.record(run)) == 0.0  # cpu-basic is free
+    rec = rj.record(run)
+    assert rec["stage"] == "COMPLETED" and rec["price_per_hour"] == pytest.approx(0.01) \
+        and rec["price_source"] == "HF Jobs hardware list"  # the API's own price wins over the Space table
+    assert 0 < rj.cost_so_far(rec) < 0.01
 
     rj.resume_remote(run, WRITE_TOKEN, changes={"max_steps": stopped_at + 2})
     end = done(run)

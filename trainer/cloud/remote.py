@@ -91,6 +91,7 @@ def _watch(ctx, api, run_dir: Path, rec: dict, token: str, resume: bool | str) -
     ctx.phase("upload", 1, 1, files=files)
     if ctx.stop_requested():
         return "stopped"  # stopped while uploading: no Job was started, nothing is billed
+    rec = rj.update_record(run_dir, **live_price(api, rec["flavor"], token))
     job = start_job(api, rec, run, token, resume)
     rec = rj.update_record(run_dir, job_id=job.id, url=job.url, stage=job.status.stage)
     ctx.emit("remote_job", job_id=job.id, url=job.url, flavor=rec["flavor"], image=rec["image"],
@@ -237,6 +238,18 @@ def push_checkpoints(api, runs_repo: str, run_dir: Path, token: str) -> None:
                           commit_message=f"AceLoRA: checkpoints of {run_dir.name} to resume from")
     except Exception as exc:  # noqa: BLE001
         raise explain(exc, runs_repo, True, "upload") from exc
+
+
+def live_price(api, flavor: str, token: str) -> dict:
+    """The Jobs API's own price of the flavour, when it lists one; else the Space table's stays."""
+    try:
+        hw = next((h for h in api.list_jobs_hardware(token=token) if h.name == flavor), None)
+    except Exception:  # noqa: BLE001 - the price list is a refinement; the table's price still holds
+        return {}
+    per = {"minute": 60.0, "hour": 1.0, "second": 3600.0}.get(getattr(hw, "unit_label", None))
+    if hw is None or per is None:
+        return {}
+    return {"price_per_hour": round(hw.unit_cost_usd * per, 4), "price_source": "HF Jobs hardware list"}
 
 
 def start_job(api, rec: dict, run: str, token: str, resume: bool):
