@@ -11,7 +11,7 @@ from state.dataset import manifest
 from state.model.catalog import DEMO_MODEL_ID, known_ids
 from state.train import preflight, runs
 from state.train.config import ConfigError, TrainConfig, make_plan
-from ui import estimate, live, model_fetch, waiting
+from ui import estimate, hf_jobs, live, model_fetch, waiting
 from ui import train_form as tf
 
 st.title("Train")
@@ -34,7 +34,9 @@ with live_tab:
         if not run_ids:
             st.info("No run yet. Set one up under New run and press Start training.")
         else:
-            live.panel(paths.run_dir(tf.run_picker(run_ids)), key="train_live")
+            picked = paths.run_dir(tf.run_picker(run_ids))
+            hf_jobs.run_status(picked)
+            live.panel(picked, key="train_live")
 
 if not new_tab.open:
     st.stop()
@@ -103,7 +105,12 @@ with new_tab:
     after = st.selectbox("Start", ["now"] + [f"after {r}" for r in active_ids], key="train_after",
                          help="Queue this run to start when another one ends (line runs up overnight).")
     blocked = pf.blocked or cfg is None
-    if st.button("Start training", type="primary", disabled=blocked, key="train_start"):
+    remote, started = hf_jobs.start_choice(cfg.to_dict() if cfg else None, [manifest.public_row(r) for r in rows],
+                                           blocked)
+    if started:
+        tf.goto_run(started.name)
+        st.rerun()
+    if not remote and st.button("Start training", type="primary", disabled=blocked, key="train_start"):
         run_dir = runs.start_run(dataclasses.replace(cfg, model_id=model).to_dict(),
                                  [manifest.public_row(r) for r in rows],
                                  after=None if after == "now" else after.removeprefix("after "))

@@ -33,6 +33,8 @@ KINDS = {
     "hub-sync": "trainer.cloud.sync:job_hub_sync",
     "hub-restore": "trainer.cloud.sync:job_hub_restore",
     "space-watch": "trainer.cloud.space_watch:job_space_watch",
+    "remote-train": "trainer.cloud.remote:job_remote_train",
+    "remote-worker": "trainer.cloud.remote:job_remote_worker",
     "ab": "trainer.listen.generate:job_ab",
     "estimate": "trainer.train.estimate:job_estimate",
     "style-distance": "trainer.listen.style:job_style_distance",
