@@ -115,8 +115,8 @@ def test_csv_import_report_stays_on_screen(workspace, tmp_path):
     at.button(key="data_csv_go").click().run()
     assert not at.exception
     text = shown(at)
-    assert "labels.csv: updated labels of 2 track(s)" in text
-    assert "3 row(s) or value(s) skipped" in text
+    assert "Updated 2 track(s) from labels.csv." in text
+    assert "labels.csv: 3 problem(s)" in text
     assert "no track named 'nope.wav'" in text and "bpm 'abc'" in text and "H major" in text
     at.run()  # the sidecars it wrote wake the folder watcher: the report is still there
-    assert "labels.csv: updated labels of 2 track(s)" in shown(at)
+    assert "Updated 2 track(s) from labels.csv." in shown(at)
