@@ -66,6 +66,7 @@ class TrainConfig:
     grad_accum: int = 1            # micro-batches per optimizer step
     clip_seconds: float = 0.0      # 0 = whole tracks (up to max_seconds); else a random crop of this length
     seed: int = 42
+    gpus: int = 1                  # data-parallel ranks (torchrun), one per GPU; the batch above stays the global batch
     gradient_checkpointing: bool = True  # trade compute for memory in the DiT blocks
     # -- the objective (ACESTEP.md §3)
     timestep_sampling: str = "logit_normal_max2"  # any of SAMPLINGS; the default is the release's own
@@ -159,6 +160,11 @@ class TrainConfig:
         _at_least("max_steps", self.max_steps, 0)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("grad_accum", self.grad_accum, 1)
+        _at_least("gpus", self.gpus, 1)
+        if self.grad_accum % self.gpus:
+            raise ConfigError(f"gpus {self.gpus}: grad_accum ({self.grad_accum}) must be a multiple of it, because each GPU "
+                              f"runs grad_accum / gpus of every step's micro-batches. Set grad_accum to "
+                              f"{-(-self.grad_accum // self.gpus) * self.gpus} (lower batch_size to keep the global batch).")
         _in_range("clip_seconds", self.clip_seconds, 0.0, 600.0)
         if 0 < self.clip_seconds < 1.0:
             raise ConfigError("clip_seconds must be 0 (whole tracks) or at least 1 second.")
