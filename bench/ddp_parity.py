@@ -8,8 +8,8 @@ same three cached tracks, with the same seed and the same global batch (batch 1 
 (b) `--gpus N`: torchrun with N ranks, each running grad_accum / N of them (gloo on CPU, NCCL on GPUs).
 Printed: the largest absolute difference between the two final adapters, and the wall time per
 optimizer step of each, from the job's own step events after WARMUP steps (start-up excluded). On a
-CPU the ranks share the cores, so (b) shows the exchange's overhead, not a speed-up; on N GPUs it shows
-the scaling.
+CPU each process gets one thread (OMP_NUM_THREADS=1, torchrun's default, unless set), so with N free
+cores (b) shows the split work plus the exchange; on N GPUs it shows the scaling.
 """
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        env = {**os.environ, "ACELORA_HOME": str(home), "ACELORA_STEP_EVENT_INTERVAL": "0"}
+        # torchrun gives each rank one thread unless told otherwise; the single process gets the same, so
+        # the CPU comparison is N one-thread ranks against one one-thread process
+        env = {"OMP_NUM_THREADS": "1", **os.environ, "ACELORA_HOME": str(home), "ACELORA_STEP_EVENT_INTERVAL": "0"}
         os.environ["ACELORA_HOME"] = str(home)
         model, manifest = setup(home)
         cfg = {"model_id": str(model), "manifest": str(manifest), "device": args.device, "rank": 16, "alpha": 16.0,

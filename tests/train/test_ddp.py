@@ -44,7 +44,7 @@ def test_two_ranks_train_what_one_process_trains_and_stop_resume_on_one(train_ki
     end = end_of(two)
     assert end["status"] == "stopped" and end["gpus"] == 2, read_events(two)[-3:]
     starts = read_events(two, "start")
-    assert len(starts) == 1 and starts[0]["gpus"] == 2  # rank 0 alone writes events
+    assert len(starts) == 1 and starts[0]["config"]["gpus"] == 2  # rank 0 alone writes events
     (ck,) = read_events(two, "checkpoint")
     k = ck["step"]
     assert ck["reason"] == "stop" and 2 <= k < 12 and end["saved_step"] == k

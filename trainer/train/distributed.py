@@ -276,6 +276,8 @@ def _cause(ranks: list[dict], n: int, rc: int) -> dict | None:
     if errors:
         r = errors[0]
         return {**r, "message": f"Rank {r['rank']} of {n} failed: {r['message']}"}
+    if not any(ranks):
+        return {"rank": 0, "message": f"torchrun exited with code {rc} before any rank started; see log.txt."}
     for i, r in enumerate(ranks):
         if "status" not in r:
             how = (f"(pid {r['pid']}) ended without an error of its own: it was killed from outside (kill -9, or "
