@@ -58,11 +58,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     "VALUE is read as JSON when it parses, else as a string)")
     ap.add_argument("--after", help="train: wait for this run id to end before starting; "
                     "sample: for this earlier preview job")
+    ap.add_argument("--gpus", type=int, help="train: data-parallel over this many GPUs of this machine "
+                    "(torchrun); default: the config's `gpus` (1)")
+    ap.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)  # a torchrun rank (distributed.py)
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.ddp_worker:  # one of torchrun's ranks: its launcher is this job's process and writes `end`
+        from trainer.train.distributed import run_rank  # noqa: PLC0415
+        return run_rank(args)
     job_dir = args.job_dir.resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     jobs.register_self(job_dir, args.kind, sys.argv)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from state import jobs, paths
+from state import device, jobs, paths
 from state.train import form, preflight, runs, trackers
 from state.train.config import ATTENTION_BACKENDS, ATTN_PROJS, MLP_PROJS, OPTIMIZERS, SAMPLINGS, SCHEDULERS
 from ui import fmt
@@ -183,6 +183,7 @@ def settings() -> tuple[dict, str]:
                 ("rank", "alpha", "batch_size", "grad_accum")):
         for col, f in zip(st.columns(4), row):
             _number(col, f)
+    gpus = gpu_count()
     with st.expander("Advanced"):
         a = st.columns(4)
         a[0].selectbox(CHOICES["optimizer"][0], OPTIMIZERS, key=key("optimizer"))
@@ -219,12 +220,24 @@ def settings() -> tuple[dict, str]:
     values = {f: st.session_state[key(f)] for f in (*NUMBERS, *CHOICES, "gradient_checkpointing", "compile")}
     values["report_to"] = list(st.session_state[key("report_to")])
     values["model_id"] = st.session_state.get(key("model"))
+    values["gpus"] = gpus
     values["target_modules"] = list(ATTN_PROJS) + (list(MLP_PROJS) if st.session_state[key("mlp")] else [])
     prompt = dict(st.session_state.get("train_form_extra", {}).get("sample_prompt") or {})
     caption = st.session_state[key("sample_caption")].strip()
     prompt = {**prompt, "caption": caption} if caption else {k: v for k, v in prompt.items() if k != "caption"}
     values["sample_prompt"] = prompt
     return values, st.session_state[key("preset")]
+
+
+def gpu_count() -> int:
+    """How many of this machine's GPUs the run uses: a choice only where there is more than one."""
+    n = len(device.describe().get("gpus") or [])
+    if n < 2:
+        return 1
+    return st.selectbox("GPUs", list(range(1, n + 1)), key=key("gpus"),
+                        help="Data-parallel (torchrun): each GPU runs gradient accumulation / GPUs of every "
+                             "step's micro-batches, so accumulation must be a multiple of it. The same adapter "
+                             "as on one GPU, in less time.")
 
 
 def remember(dataset: str, values: dict, preset: str) -> None:

@@ -68,6 +68,7 @@ class TrainConfig:
     grad_accum: int = 1            # micro-batches per optimizer step
     clip_seconds: float = 0.0      # 0 = whole tracks (up to max_seconds); else a random crop of this length
     seed: int = 42
+    gpus: int = 1                  # data-parallel ranks (torchrun), one per GPU; the batch above stays the global batch
     gradient_checkpointing: bool = True  # trade compute for memory in the DiT blocks
     # -- the objective (ACESTEP.md §3)
     timestep_sampling: str = "logit_normal_max2"  # any of SAMPLINGS; the default is the release's own
@@ -144,6 +145,10 @@ class TrainConfig:
         if any(m in ATTN_PROJS for m in self.target_modules) and not self.target_blocks:
             raise ConfigError("target_blocks is empty but target_modules has attention projections: "
                               f"list at least one of {list(ATTN_BLOCKS)}.")
+        if self.grad_accum % self.gpus:
+            raise ConfigError(f"gpus {self.gpus}: grad_accum ({self.grad_accum}) must be a multiple of it, because each GPU "
+                              f"runs grad_accum / gpus of every step's micro-batches. Set grad_accum to "
+                              f"{-(-self.grad_accum // self.gpus) * self.gpus} (lower batch_size to keep the global batch).")
         if 0 < self.clip_seconds < 1.0:
             raise ConfigError("clip_seconds must be 0 (whole tracks) or at least 1 second.")
         if self.early_stop_patience and not self.val_every:
@@ -220,7 +225,7 @@ def field_limits() -> dict[str, tuple]:
         "learning_rate": (Gt(0), _after(lambda v: v <= 1.0, lambda v: "is far too high for LoRA: use about 1e-4")),
         "weight_decay": (Interval(ge=0.0, le=1.0),), "warmup_ratio": (Interval(ge=0.0, le=0.5),),
         "max_grad_norm": (Interval(ge=0.0, le=1e6),),
-        "epochs": (Ge(0),), "max_steps": (Ge(0),), "batch_size": (Ge(1),), "grad_accum": (Ge(1),),
+        "epochs": (Ge(0),), "max_steps": (Ge(0),), "batch_size": (Ge(1),), "grad_accum": (Ge(1),), "gpus": (Ge(1),),
         "clip_seconds": (Interval(ge=0.0, le=600.0),), "seed": (Ge(0),),
         "timestep_sampling": (_one_of(SAMPLINGS),),
         "timestep_mu": (Interval(ge=-10.0, le=10.0),), "timestep_sigma": (Gt(0),),

@@ -127,3 +127,21 @@ def test_no_dataset_says_where_to_go(workspace, monkeypatch):
     monkeypatch.setenv("ACELORA_MODEL", "tests/not-the-demo-model")
     at = page("train")
     assert "No dataset yet" in at.info[0].value
+
+
+def test_gpu_count_is_a_choice_only_on_a_machine_with_several(ws, monkeypatch):
+    from state import device
+
+    at = page("train")
+    assert not [s for s in at.selectbox if s.key == "train_gpus"]  # this machine: one GPU or none
+    gpu = {"name": "NVIDIA L4", "mem_total_mb": 23034.0, "mem_used_mb": 0.0, "util_pct": 0.0, "compute_cap": "8.9",
+           "precision": "bf16"}
+    two = {**device.describe(), "kind": "cuda", "label": "NVIDIA L4 (+1 more)", "precision": "bf16",
+           "gpu_mem_total_gb": 22.5, "gpus": [gpu, gpu]}
+    monkeypatch.setattr(device, "describe", lambda: two)
+    at = page("train")
+    at.selectbox(key="train_gpus").select(2).run()
+    assert any("gpus 2" in m.value and "grad_accum" in m.value for m in at.markdown)  # 1 cannot be split in 2
+    assert at.button(key="train_start").disabled
+    at.number_input(key="train_grad_accum").set_value(2).run()
+    assert not any("gpus 2" in m.value for m in at.markdown) and not at.exception

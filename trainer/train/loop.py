@@ -16,6 +16,8 @@ stopping. Reads top to bottom: setup, then one loop; side concerns are one-line 
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import random
@@ -51,6 +53,7 @@ from trainer.train.checkpoint import (
     save_checkpoint,
     step_of,
 )
+from trainer.train.distributed import PeerLost, Ranks
 from trainer.train.export import export_final
 from trainer.train.meter import StepMeter
 from trainer.train.objective import Objective, compute_loss, make_batch
@@ -67,28 +70,40 @@ class NonFiniteLoss(FloatingPointError):
 
 
 def job_train(ctx, args) -> str:
+    if getattr(args, "ddp_worker", False):  # a torchrun rank: its launcher resolved config and checkpoint
+        return train(ctx, TrainConfig.load(ctx.job_dir / "config.json"), Path(args.resume) if args.resume else None,
+                     Ranks.from_env(worker=True))
     cfg, ckpt = resolve_config(ctx, args)  # refuses bad values before anything loads
     if args.after and not wait_for_run(ctx, args.after):
         return "stopped"
+    if cfg.gpus > 1:
+        from trainer.train.distributed import launch
+
+        dataset_rows(ctx.job_dir, cfg, resuming=ckpt is not None)  # the snapshot every rank reads
+        return launch(ctx, cfg, ckpt)
     return train(ctx, cfg, ckpt)
 
 
-def train(ctx, cfg: TrainConfig, ckpt: Path | None) -> str:
+def train(ctx, cfg: TrainConfig, ckpt: Path | None, ranks: Ranks | None = None) -> str:
     from trainer.model.load import pick_device_dtype
 
+    ranks = ranks or Ranks()
     device, dtype = pick_device_dtype(None if cfg.device == "auto" else cfg.device)
+    device = ranks.place(device)
     precision = Precision.for_device(device, dtype)
-    removed = remove_stale_temps(ctx.job_dir)
+    removed = remove_stale_temps(ctx.job_dir) if ranks.main else []
     if removed:
         ctx.emit("warning", message=f"Removed {len(removed)} half-written checkpoint folder(s) left by an "
                  f"interrupted save: {', '.join(removed)}.")
-    rows = dataset_rows(ctx.job_dir, cfg, resuming=ckpt is not None)
-    # TensorBoard / trackio (report_to), fed the step and validation events; a missing package stops here
-    with trackers(ctx, cfg), ctx.gpu_lease(device):  # preprocessing, training and previews all use the GPU
-        return _train(ctx, cfg, ckpt, rows, device, precision)
+    rows = dataset_rows(ctx.job_dir, cfg, resuming=ckpt is not None or ranks.world > 1)
+    # TensorBoard / trackio (report_to), fed rank 0's step and validation events; a missing package stops here
+    with (trackers(ctx, cfg) if ranks.main else contextlib.nullcontext()), ranks.lease(ctx, device), \
+            ranks.group(device):  # preprocessing, training and previews all use the GPU
+        return _train(ctx, cfg, ckpt, rows, device, precision, ranks)
 
 
-def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, precision: Precision) -> str:
+def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, precision: Precision,
+           ranks: Ranks) -> str:
     from transformers import get_scheduler
 
     from trainer.dataset.preprocess import free_encoders, preprocess_rows
@@ -98,10 +113,11 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
     ctx.phase("load", 0, 1)
     pipe = load_pipeline(cfg.model_id, device="cpu", dtype=precision.base)
     ctx.phase("load", 1, 1)
-    every = preprocess_rows(pipe, rows, cfg.model_id, ctx=ctx, max_seconds=cfg.max_seconds,
-                            clip_seconds=cfg.clip_seconds, device=device)
+    every = ranks.preprocess(lambda some, c: preprocess_rows(pipe, some, cfg.model_id, ctx=c, max_seconds=cfg.max_seconds,
+                                                             clip_seconds=cfg.clip_seconds, device=device), rows, ctx)
     previews = Previews(ctx, cfg, precision)
-    previews.prepare(pipe, cfg.model_id, device)
+    if ranks.main:  # previews are rank 0's, like every other output
+        previews.prepare(pipe, cfg.model_id, device)
     null_emb = pipe.condition_encoder.null_condition_emb.detach().clone().to(device)  # (1, 1, H): "no condition"
     clip_frames = round(cfg.clip_seconds * pipe.latents_per_second)
     free_encoders(pipe, keep_condition_encoder=False)  # training needs only their cached outputs and null_emb
@@ -110,6 +126,7 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
     tracks = pinned([every[i] for i in train_idx], device)
     seed_everything(cfg.seed)
     params = add_lora(transformer, cfg)
+    ranks.same_start(params)
     speed_setup(ctx, transformer, cfg, device)
     transformer.train()
     obj = Objective.for_model(cfg, transformer)
@@ -125,7 +142,7 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
                               num_training_steps=plan.total_steps)
     step = 0
     if ckpt is not None:
-        step = resume(ctx, cfg, ckpt, transformer, optimizer, scheduler, precision, validator, ema)
+        step = resume(ctx, cfg, ckpt, transformer, optimizer, scheduler, precision, validator, ema, ranks.main)
     ctx.emit("start", config=cfg.to_dict(), device=str(device), dtype=str(precision.base).replace("torch.", ""),
              precision=precision.label, torch=torch.__version__, cuda=torch.version.cuda,
              dataset_size=plan.dataset_size, validation_tracks=len(val_idx), validation_held_out=held_out,
@@ -134,6 +151,8 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
              objective=vars(obj), predicted_peak_mb=predicted_peak(cfg, device, precision, tracks, clip_frames))
 
     def save(reason: str) -> None:  # reads `step` when called: every save below is one line
+        if not ranks.main:  # the state is the same on every rank: rank 0's is saved
+            return
         with ctx.critical("saving a checkpoint"):
             path, written = save_checkpoint(ctx.job_dir, step, order.epoch_at(step), transformer, optimizer,
                                             scheduler, cfg, cfg.keep_last, extra=training_state())
@@ -145,6 +164,8 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
                 "ema": ema.state_dict() if ema is not None else None}
 
     def validate() -> None:
+        if not ranks.main:
+            return
         ctx.phase("validate", 0, 1, step=step)
         fields = validator.record(step, validator.evaluate(transformer))
         ctx.emit("validation", **fields)
@@ -153,6 +174,8 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
             mark_best(ctx.job_dir, step, fields["loss"])
 
     def export(**extra) -> None:
+        if not ranks.main:
+            return
         ctx.phase("save", 0, 1)
         with ctx.critical("exporting final/"):
             final = export_final(ctx.job_dir, transformer, cfg, steps=step, dataset_size=plan.dataset_size,
@@ -163,25 +186,27 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
 
     def emit_step() -> None:  # loss = mean of the steps since the previous step event
         ctx.emit("step", **meter.report(step, order.epoch_at(step), scheduler.get_last_lr()[0], grad_norm),
-                 skipped_steps=precision.skipped_steps)
+                 skipped_steps=precision.skipped_steps, global_batch=plan.samples_per_step, gpus=ranks.world)
 
     # -- the loop -------------------------------------------------------------------------------
     meter = StepMeter(plan.total_steps, step, device)
     skipped_in_a_row, grad_norm = 0, None
     try:
-        if step == 0:
+        if step == 0 and ranks.main:
             previews.maybe(step, transformer)  # the baseline: LoRA B starts at zero, so this is the base model
             if validator.due(step):
                 validate()
         ctx.phase("train", step, plan.total_steps)
         while step < plan.total_steps:
             loss_sum = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum):
+            for micro in ranks.my_micro_batches(cfg.grad_accum):
+                torch.manual_seed(micro_seed(cfg.seed, step, micro))
                 batch = make_batch([tracks[i] for i in order.indices(step, micro)], clip_frames, device)
                 with precision.autocast():
                     loss = compute_loss(transformer, batch, null_emb, obj, precision.base)
                 precision.backward(loss / cfg.grad_accum)
                 loss_sum += loss.detach()
+            loss_sum = ranks.sum_grads(params, loss_sum)  # every rank now holds the whole global batch's
             loss_val, grad_norm, applied = precision.step(optimizer, params, cfg.max_grad_norm, loss_sum / cfg.grad_accum)
             if not applied and precision.scaler is None:
                 raise NonFiniteLoss(nan_message(ctx.job_dir, step + 1, loss_val, grad_norm))
@@ -201,15 +226,19 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
                 validate()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 save("periodic")
-            if ctx.take_flag("save_now"):
+            save_now, stop, early_stop = ranks.agree(ranks.main and ctx.take_flag("save_now"),
+                                                     ranks.main and ctx.stop_requested(), validator.patience_ran_out)
+            if save_now:
                 save("save_now")
-            previews.maybe(step, transformer, final=step == plan.total_steps)
-            if validator.patience_ran_out:
-                ctx.emit("warning", message=f"Early stop at step {step}: {cfg.early_stop_patience} validations "
-                         f"without a new best (best {validator.best_loss:.5f} at step {validator.best_step}).")
+            if ranks.main:
+                previews.maybe(step, transformer, final=step == plan.total_steps)
+            if early_stop:
+                if ranks.main:
+                    ctx.emit("warning", message=f"Early stop at step {step}: {cfg.early_stop_patience} validations "
+                             f"without a new best (best {validator.best_loss:.5f} at step {validator.best_step}).")
                 ctx.end_fields.update(early_stop=True)
                 break
-            if ctx.stop_requested():
+            if stop:
                 if meter.n:
                     emit_step()
                 save("stop")
@@ -224,6 +253,9 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
                  + (f"step {last}, so {lost} step(s) of training were lost." if last is not None else
                     f"none, so all {step} step(s) were lost."))
         ctx.end_fields.update(saved=False, saved_step=last, lost_steps=lost)
+        raise
+    except PeerLost:  # another rank died; rank 0's state is whole at `step`, so keep it
+        save("a rank was lost")
         raise
 
     # -- the end: a last validation, and the export ---------------------------------------------
@@ -252,6 +284,8 @@ def resolve_config(ctx, args) -> tuple[TrainConfig, Path | None]:
             cfg = cfg.replace(**parse_overrides(args.set))
         except ConfigError as exc:
             raise ConfigError(f"--set: {exc}") from None
+    if getattr(args, "gpus", None):
+        cfg = cfg.replace(gpus=args.gpus)
     ckpt = None
     if args.resume:
         ckpt, skipped = find_checkpoint(job_dir, args.resume)
@@ -277,10 +311,12 @@ def resolve_config(ctx, args) -> tuple[TrainConfig, Path | None]:
     return cfg, ckpt
 
 
-def resume(ctx, cfg, ckpt: Path, transformer, optimizer, scheduler, precision, validator, ema) -> int:
-    """Load `ckpt` into everything that trains; fork if it is not this run's newest checkpoint."""
+def resume(ctx, cfg, ckpt: Path, transformer, optimizer, scheduler, precision, validator, ema,
+           main: bool = True) -> int:
+    """Load `ckpt` into everything that trains; fork if it is not this run's newest checkpoint
+    (rank 0 forks; every rank loads the same checkpoint, whatever rank count wrote it)."""
     ours = Path(ckpt).resolve().parent == (Path(ctx.job_dir) / "checkpoints").resolve()
-    aside = fork_at(ctx.job_dir, step_of(ckpt)) if ours else None
+    aside = fork_at(ctx.job_dir, step_of(ckpt)) if ours and main else None
     restored = load_checkpoint(ckpt, transformer, optimizer, scheduler, cfg.model_id)
     state = restored["state"]
     precision.load_state_dict(state.get("precision"))
@@ -392,6 +428,12 @@ def pinned(tracks: list[dict], device: torch.device) -> list[dict]:
     if device.type != "cuda":
         return tracks
     return [{k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in tracks]
+
+
+def micro_seed(seed: int, step: int, micro: int) -> int:
+    """The seed of one micro-batch's crops, noise, timesteps and dropout: a function of where it sits in
+    the run, not of what ran before it, so any rank can draw it and a resume on any rank count replays it."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{step}:{micro}".encode()).digest()[:8], "big") >> 1
 
 
 def seed_everything(seed: int) -> None:
