@@ -127,3 +127,13 @@ def test_no_dataset_says_where_to_go(workspace, monkeypatch):
     monkeypatch.setenv("ACELORA_MODEL", "tests/not-the-demo-model")
     at = page("train")
     assert "No dataset yet" in at.info[0].value
+
+
+def test_lokr_says_before_training_what_cannot_load_it(ws):
+    at = page("train")
+    assert not any("LoKr:" in m.value for m in at.markdown)
+    at.selectbox(key="train_adapter_type").select("lokr").run()
+    assert any("LoKr: diffusers' `pipe.load_lora_weights` cannot read it" in m.value for m in at.markdown)
+    assert not at.button(key="train_start").disabled  # a warning, not a refusal
+    at.number_input(key="train_merged_scale").set_value(0.8).run()
+    assert any("fused at scale 0.8" in m.value for m in at.markdown)
