@@ -230,7 +230,8 @@ def adapter_checks(cfg: dict) -> list[Check]:
                                     "only); load it with `pipe.transformer.load_lora_adapter(final_dir, weight_name="
                                     "\"pytorch_lora_weights.safetensors\", prefix=\"transformer\")`, or set a merged "
                                     "scale to also get a whole pipeline. The ACE-Step UI reads it through peft; tools "
-                                    "that read only plain LoRA files cannot use it."))
+                                    "that read only plain LoRA files cannot use it. The memory and time estimates "
+                                    "are measured with LoRA."))
     elif kind == "dora":
         out.append(Check("info", "DoRA: diffusers' `load_lora_weights` and the ACE-Step UI (peft) read it; tools that "
                                  "read only plain LoRA files may not. Each step costs more than LoRA's, and the memory "

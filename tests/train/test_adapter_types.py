@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from train_kit import adapter_tensors, end_of
+from train_kit import adapter_tensors, end_of, read_events
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "gate_proj"]
 RELEASE_NAMES = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj"}
@@ -67,7 +67,7 @@ def test_adapter_type_trains_exports_and_loads(kind, train_kit, tiny_model_dir):
     from trainer.model.load import load_pipeline
 
     job = train_kit.run_dir(f"adapter-{kind}", adapter_type=kind, max_steps=8, learning_rate=1e-2, rank=4,
-                            alpha=8.0, target_modules=TARGETS, merged_scale=0.5)
+                            alpha=8.0, target_modules=TARGETS, merged_scale=0.5, checkpoint_every=4)
     assert train_kit.run(job) == 0 and end_of(job)["status"] == "completed"
     final = job / "final"
 
@@ -106,6 +106,10 @@ def test_adapter_type_trains_exports_and_loads(kind, train_kit, tiny_model_dir):
     adapted = _forward(pipe.transformer)
     assert (adapted - base_out).abs().max() > 1e-3
     assert load_adapter(fresh(), final, "x") == len(ours)
+    ckpt = sorted((job / "checkpoints").glob("step-*"))[-1]  # what A/B loads: bare tensors + the run's config
+    from_ckpt = fresh()
+    assert load_adapter(from_ckpt, ckpt, "c") == len(ours)
+    assert torch.allclose(_forward(from_ckpt.transformer), adapted, atol=1e-6)
 
     # the official ACE-Step UI: peft wraps the release-named decoder from adapter_config.json alone
     release = PeftModel.from_pretrained(_release_decoder(base_pipe.transformer), str(final), is_trainable=False).eval()
@@ -125,3 +129,27 @@ def test_adapter_type_trains_exports_and_loads(kind, train_kit, tiny_model_dir):
     at_half = _forward(scaled.transformer)
     assert (at_half - adapted).abs().max() > 1e-4  # the scale matters
     assert torch.allclose(_forward(merged.transformer), at_half, atol=1e-5)
+
+
+def test_merge_job_fuses_a_finished_run(train_kit, tiny_model_dir):
+    """`trainer/run.py merge` for a run trained without merged_scale; scale 1 equals the adapter as loaded."""
+    from diffusers import AceStepPipeline
+
+    from state.fsutil import write_json
+    from trainer import run
+    from trainer.listen.generate import load_adapter
+    from trainer.model.load import load_pipeline
+
+    job = train_kit.run_dir("to-merge", max_steps=4, learning_rate=1e-2, rank=4, alpha=8.0)
+    assert train_kit.run(job) == 0 and not (job / "merged").exists()
+    merge_job = train_kit.home / "jobs" / "merge-1"
+    merge_job.mkdir(parents=True)
+    write_json(merge_job / "params.json", {"run": job.name, "scale": 1.0})
+    assert run.main(["merge", "--job-dir", str(merge_job)]) == 0
+    pipe = load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)
+    load_adapter(pipe, job / "final", "a")
+    merged = AceStepPipeline.from_pretrained(str(job / "merged"))
+    assert torch.allclose(_forward(merged.transformer), _forward(pipe.transformer), atol=1e-5)
+    write_json(merge_job / "params.json", {"run": "no-such-run"})
+    assert run.main(["merge", "--job-dir", str(merge_job)]) == 1
+    assert "has no finished adapter" in read_events(merge_job, "error")[-1]["message"]
