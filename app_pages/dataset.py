@@ -140,7 +140,7 @@ row = next(r for r in view if r["id"] == tid)
 left, right = st.columns([1, 1])
 with left:
     if row["status"] != "error" or row.get("sample_rate"):
-        st.audio(row["audio"])
+        panels.play(row["audio"])
     st.caption(f"{row.get('seconds') or 0:.1f} s · {row.get('sample_rate') or '?'} Hz · "
                f"{row.get('channels') or '?'} ch · sidecar: {row.get('sidecar') or 'none'}")
     for text in row["problems"]:

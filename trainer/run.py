@@ -28,6 +28,7 @@ KINDS = {
     "label": "trainer.label.autolabel:job_label",
     "preprocess": "trainer.dataset.preprocess:job_preprocess",
     "train": "trainer.train.loop:job_train",
+    "merge": "trainer.train.export:job_merge",
     "selftest": "trainer.selftest:job_selftest",
     "publish": "trainer.cloud.publish:job_publish",
     "hub-sync": "trainer.cloud.sync:job_hub_sync",

@@ -200,3 +200,27 @@ def where_labels_go(ds: manifest.Dataset) -> None:
                 paths.check_name(copy_name, "Dataset name"), ds.source,
                 lambda i, n, f: bar.progress(i / n, text=f"Copying {f} ({i}/{n})")))
             _open(new)
+
+
+def play(path: str) -> None:
+    """The track's audio player: the file itself, or an MP3 of it where only FFmpeg decodes it (no browser
+    plays WMA; ALAC and Opus depend on the browser)."""
+    from state.dataset import decode
+    from state.dataset.probe import native_extensions
+
+    if not decode.needs_fallback(path, native_extensions()):
+        st.audio(path)
+        return
+    try:
+        st_ = os.stat(path)
+        st.audio(_preview_mp3(path, st_.st_mtime, st_.st_size), format="audio/mpeg")
+        st.caption("Played from an MP3 made for this preview; training decodes the original file.")
+    except (OSError, decode.DecodeError) as exc:
+        st.warning(f"{Path(path).name} cannot be played here: {exc}")
+
+
+@st.cache_data(max_entries=4, show_spinner="Decoding for the player…")
+def _preview_mp3(path: str, mtime: float, size: int) -> bytes:  # mtime and size: a changed file is decoded again
+    from state.dataset import decode
+
+    return decode.preview_mp3(path)

@@ -15,7 +15,15 @@ import streamlit as st
 
 from state import device, jobs, paths
 from state.train import form, preflight, runs, trackers
-from state.train.config import ATTENTION_BACKENDS, ATTN_PROJS, MLP_PROJS, OPTIMIZERS, SAMPLINGS, SCHEDULERS
+from state.train.config import (
+    ADAPTER_TYPES,
+    ATTENTION_BACKENDS,
+    ATTN_PROJS,
+    MLP_PROJS,
+    OPTIMIZERS,
+    SAMPLINGS,
+    SCHEDULERS,
+)
 from ui import fmt
 
 TAB_NEW, TAB_LIVE = "New run", "Live run"
@@ -56,13 +64,17 @@ NUMBERS = {
     "val_share": ("Held-out share", float, 0.0, 0.5,
                   {"help": "Share of tracks kept out of training for validation (with 8 or more tracks)."}),
     "early_stop_patience": ("Early stop after N validations without a new best (0 = never)", int, 0, 1000, {}),
+    "merged_scale": ("Merged model scale (0 = off)", float, 0.0, 4.0,
+                     {"help": "Also save a whole diffusers pipeline with the adapter fused in at this scale "
+                              "(the run's merged/ folder), for tools that take only complete models."}),
     "ema_decay": ("EMA decay (0 = off)", float, 0.0, 0.99999,
                   {"format": "%.4f", "help": "Also export an exponential moving average of the adapter "
                                              "(final/ema/); 0.999 is a common choice."}),
 }
 CHOICES = {"optimizer": ("Optimizer", OPTIMIZERS), "scheduler": ("Schedule", SCHEDULERS),
            "timestep_sampling": ("Timestep sampling", SAMPLINGS),
-           "attention_backend": ("Attention backend", ATTENTION_BACKENDS)}
+           "attention_backend": ("Attention backend", ATTENTION_BACKENDS),
+           "adapter_type": ("Adapter type", ADAPTER_TYPES)}
 
 
 def key(field: str) -> str:
@@ -217,6 +229,12 @@ def settings() -> tuple[dict, str]:
         for name in st.session_state[key("report_to")]:
             if not trackers.installed(name):
                 st.warning(trackers.missing_message(name))
+        a = st.columns(4)
+        a[0].selectbox(CHOICES["adapter_type"][0], ADAPTER_TYPES, key=key("adapter_type"),
+                       format_func={"lora": "LoRA", "dora": "DoRA", "lokr": "LoKr"}.get,
+                       help="peft's LoRA, DoRA (LoRA with a learned magnitude) or LoKr (Kronecker factors). "
+                            "What can load each one is listed in the checks below.")
+        _number(a[1], "merged_scale")
     values = {f: st.session_state[key(f)] for f in (*NUMBERS, *CHOICES, "gradient_checkpointing", "compile")}
     values["report_to"] = list(st.session_state[key("report_to")])
     values["model_id"] = st.session_state.get(key("model"))

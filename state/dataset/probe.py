@@ -1,6 +1,6 @@
 """Probe an audio file without torch: can it be decoded, how long, what rate, silent, clipped?
 
-Only soundfile and numpy. Statistics stream over blocks and stop after `analyse_s` seconds
+soundfile and numpy, plus PyAV (state.dataset.decode) for what libsndfile cannot read (m4a, wma, webm). Statistics stream over blocks and stop after `analyse_s` seconds
 (the part training can use), so a 2-hour file costs the same as a 10-minute one.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from state.dataset import decode
 from state.fsutil import file_sha256, open_regular, why_unreadable
 
 MODEL_RATE = 48000
@@ -35,10 +36,17 @@ _NEEDS = {".mp3": "MP3", ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF", ".caf
           ".w64": "W64", ".rf64": "RF64", ".au": "AU"}
 
 
-def audio_extensions() -> tuple[str, ...]:
+def native_extensions() -> tuple[str, ...]:
     """Music formats this machine's libsndfile decodes (mp3 only where it was built in)."""
     have = set(sf.available_formats())
     return tuple(e for e in _COMMON if _NEEDS.get(e, "WAV") in have)
+
+
+def audio_extensions() -> tuple[str, ...]:
+    """Every music format a dataset takes: libsndfile's, then what PyAV's FFmpeg adds (m4a, wma, webm, ...)."""
+    native = native_extensions()
+    extra = tuple(e for e in decode.FALLBACK_EXTENSIONS if e not in native) if decode.available() else ()
+    return native + extra
 
 
 @dataclass
@@ -85,9 +93,6 @@ def probe(path: Path, analyse_s: float = MAX_TRAIN_S, name: str | None = None) -
         p.problems.append({"level": "error", "text": text})
         return p
 
-    def warn(text: str) -> None:
-        p.problems.append({"level": "warning", "text": text})
-
     try:
         fh = open_regular(path)
     except OSError as exc:
@@ -102,6 +107,8 @@ def probe(path: Path, analyse_s: float = MAX_TRAIN_S, name: str | None = None) -
             fh.seek(0)
         except OSError as exc:
             return err(why_unreadable(path, exc).replace(path.name, name, 1))
+        if decode.needs_fallback(name, native_extensions()) or decode.needs_fallback(path, native_extensions()):
+            return _probe_ffmpeg(fh, p, analyse_s, name)
         try:
             snd = sf.SoundFile(fh)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
@@ -136,6 +143,39 @@ def probe(path: Path, analyse_s: float = MAX_TRAIN_S, name: str | None = None) -
                 return err(f"{name}'s header claims {_hms(p.seconds)} of audio, but decoding stopped after "
                            f"{_hms(exc.read / p.sample_rate)} ({exc.why}): the file is truncated or its header is "
                            "damaged. Re-export or re-copy it.")
+    return _judge(p, analyse_s, name)
+
+
+def _probe_ffmpeg(fh, p: Probe, analyse_s: float, name: str) -> Probe:
+    """The probe of a file only FFmpeg decodes: same checks, frames counted as decoded (a compressed
+    container's duration is a claim; past `analyse_s` the claim is all there is)."""
+    def err(text: str) -> Probe:
+        p.problems.append({"level": "error", "text": text})
+        return p
+
+    try:
+        with decode.Reader(fh) as r:
+            p.sample_rate, p.channels, p.format = r.sample_rate, r.channels, f"FFMPEG {r.codec.upper()}"
+            if not RATE_RANGE[0] <= p.sample_rate <= RATE_RANGE[1] or p.channels > MAX_CHANNELS:
+                return err(f"{name} declares {p.sample_rate:,} Hz and {p.channels} channels, which no music file "
+                           "has: re-export it at 44.1 or 48 kHz in stereo.")
+            limit = int(analyse_s * p.sample_rate)
+            read = _stats(r.blocks(limit), p)
+    except decode.DecodeError as exc:
+        return err(f"{name} cannot be decoded as audio ({exc}). Re-export it as WAV or FLAC, or remove it.")
+    if read == 0:
+        return err(f"{name} contains no audio (0 samples). Re-export it, or remove it from the dataset.")
+    declared = r.seconds
+    p.frames = read if read < limit or not declared else max(read, int(round(declared * p.sample_rate)))
+    p.seconds = p.frames / p.sample_rate
+    return _judge(p, analyse_s, name)
+
+
+def _judge(p: Probe, analyse_s: float, name: str) -> Probe:
+    """The warnings (and the silence error) every decodable file gets, whichever decoder read it."""
+    def warn(text: str) -> None:
+        p.problems.append({"level": "warning", "text": text})
+
     p.ok = True
 
     if p.channels > 2:
@@ -173,30 +213,52 @@ class _ShortRead(Exception):
 
 def _scan_samples(f: sf.SoundFile, p: Probe, analyse_s: float) -> None:
     limit = int(min(p.frames, analyse_s * p.sample_rate))
-    peak, sumsq, n, nan, clipped = 0.0, 0.0, 0, 0, 0
-    read = 0
+    tally = _Tally()
     try:
         for block in f.blocks(blocksize=1 << 18, dtype="float32", always_2d=True, frames=limit):
-            read += len(block)
-            bad = ~np.isfinite(block)
-            if bad.any():
-                nan += int(bad.sum())
-                block = np.where(bad, 0.0, block)
-            a = np.abs(block)
-            peak = max(peak, float(a.max(initial=0.0)))
-            sumsq += float(np.square(block, dtype=np.float64).sum())
-            clipped += int((a >= CLIP_LEVEL).sum())
-            n += block.size
+            tally.add(block)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
-        raise _ShortRead(read, _decode_words(exc)) from None
-    if read == 0:
+        raise _ShortRead(tally.read, _decode_words(exc)) from None
+    if tally.read == 0:
         raise _ShortRead(0, "no samples could be read")
-    if read < limit * 0.99:
-        raise _ShortRead(read, f"only {read:,} of {limit:,} frames could be read")
-    p.peak = peak
-    p.rms_db = 10 * math.log10(sumsq / n) if sumsq > 0 else None
-    p.nan_samples = nan
-    p.clipped_fraction = clipped / n if n else 0.0
+    if tally.read < limit * 0.99:
+        raise _ShortRead(tally.read, f"only {tally.read:,} of {limit:,} frames could be read")
+    tally.into(p)
+
+
+def _stats(blocks, p: Probe) -> int:
+    """Fill p's statistics from (n, channels) blocks; returns the frames read."""
+    tally = _Tally()
+    for block in blocks:
+        tally.add(block)
+    if tally.read:
+        tally.into(p)
+    return tally.read
+
+
+class _Tally:
+    """Peak, RMS, NaN and clipping counts over streamed blocks."""
+
+    def __init__(self):
+        self.peak, self.sumsq, self.n, self.nan, self.clipped, self.read = 0.0, 0.0, 0, 0, 0, 0
+
+    def add(self, block: np.ndarray) -> None:
+        self.read += len(block)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            self.nan += int(bad.sum())
+            block = np.where(bad, 0.0, block)
+        a = np.abs(block)
+        self.peak = max(self.peak, float(a.max(initial=0.0)))
+        self.sumsq += float(np.square(block, dtype=np.float64).sum())
+        self.clipped += int((a >= CLIP_LEVEL).sum())
+        self.n += block.size
+
+    def into(self, p: Probe) -> None:
+        p.peak = self.peak
+        p.rms_db = 10 * math.log10(self.sumsq / self.n) if self.sumsq > 0 else None
+        p.nan_samples = self.nan
+        p.clipped_fraction = self.clipped / self.n if self.n else 0.0
 
 
 def _hms(s: float) -> str:

@@ -24,6 +24,7 @@ ATTN_PROJS = ("to_q", "to_k", "to_v", "to_out.0")
 MLP_PROJS = ("gate_proj", "up_proj", "down_proj")
 ATTN_BLOCKS = ("self_attn", "cross_attn")
 OPTIMIZERS = ("adamw_8bit", "adamw")
+ADAPTER_TYPES = ("lora", "dora", "lokr")  # peft LoraConfig, LoraConfig(use_dora=True), LoKrConfig
 SCHEDULERS = ("constant_with_warmup", "constant", "linear", "cosine")
 # logit_normal_max2: the release's own sampler (the larger of two logit-normal draws, ACESTEP.md §3);
 # logit_normal: one draw; turbo_discrete: the 8 turbo steps upstream's LoRA trainer samples.
@@ -33,7 +34,7 @@ ATTENTION_BACKENDS = ("native", "_native_efficient", "_native_cudnn", "flash")
 SAMPLE_PROMPT_FIELDS = ("caption", "lyrics", "bpm", "keyscale", "timesignature", "vocal_language")
 # Fields that fix the adapter's shape, what it adapts, or what the saved optimizer state means: a resume
 # refuses to change them (naming the field). Every other field may change at resume and applies.
-ADAPTER_FIELDS = ("model_id", "rank", "alpha", "target_modules", "target_blocks")
+ADAPTER_FIELDS = ("model_id", "adapter_type", "rank", "alpha", "target_modules", "target_blocks")
 FIXED_AT_RESUME = ADAPTER_FIELDS + ("optimizer", "val_share", "seed")
 _TOKEN_LIKE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 
@@ -50,6 +51,7 @@ class TrainConfig:
     device: str = "auto"          # auto | cpu | cuda | cuda:N | mps, optionally ":fp32" / ":bf16"
     max_seconds: float = 240.0    # tracks are cut to this many seconds when preprocessed (upstream trains <= 240 s)
     # -- the adapter (diffusers module names)
+    adapter_type: str = "lora"    # any of ADAPTER_TYPES; LoKr's rank/alpha are peft LoKrConfig's r/alpha
     rank: int = 64                # LoRA rank r
     alpha: float = 64.0           # LoRA alpha; the update is scaled by alpha / rank
     dropout: float = 0.1          # dropout on the LoRA input
@@ -80,6 +82,7 @@ class TrainConfig:
     keep_last: int = 3             # checkpoints kept on disk (the oldest are deleted)
     # -- stored with the adapter for inference only; not part of the loss
     shift: float = 3.0
+    merged_scale: float = 0.0     # > 0: also save <run>/merged/, the whole pipeline with the adapter fused at this scale
     # -- validation (trainer/train/validation.py): fixed timesteps and noise, so it is comparable across steps
     val_every: int = 100           # optimizer steps between validations (0 = off)
     val_share: float = 0.1         # share of tracks held out when the dataset has >= 8 (else validate on training tracks)
@@ -219,6 +222,7 @@ def field_limits() -> dict[str, tuple]:
                                                               "mps, optionally followed by :fp32 or :bf16")),
         "max_seconds": (Interval(ge=1.0, le=3600.0),),
         "rank": (Ge(1),), "alpha": (Gt(0),), "dropout": (Interval(ge=0.0, le=0.9),),
+        "adapter_type": (_one_of(ADAPTER_TYPES),), "merged_scale": (Interval(ge=0.0, le=4.0),),
         "target_modules": (_subset_of(ATTN_PROJS + MLP_PROJS, non_empty=True),),
         "target_blocks": (_subset_of(ATTN_BLOCKS),),
         "optimizer": (_one_of(OPTIMIZERS),), "scheduler": (_one_of(SCHEDULERS),),

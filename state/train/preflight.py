@@ -221,7 +221,30 @@ def run_preflight(model: str, cfg: dict, rows: list[dict], total_steps: int | No
         _estimate_time(pf, model, cfg, total_steps, dev)
     if (short := schedule_check(cfg, s["usable"], total_steps)) is not None:
         pf.checks.append(short)
+    pf.checks.extend(adapter_checks(cfg))
     return pf
+
+
+def adapter_checks(cfg: dict) -> list[Check]:
+    """What each consumer can read of the chosen adapter type, said before training (tests/train/test_adapter_types.py
+    loads each of them the way these sentences say)."""
+    kind, out = cfg.get("adapter_type", "lora"), []
+    if kind == "lokr":
+        out.append(Check("warning", "LoKr: diffusers' `pipe.load_lora_weights` cannot read it (it takes LoRA keys "
+                                    "only); load it with `pipe.transformer.load_lora_adapter(final_dir, weight_name="
+                                    "\"pytorch_lora_weights.safetensors\", prefix=\"transformer\")`, or set a merged "
+                                    "scale to also get a whole pipeline. The ACE-Step UI reads it through peft; tools "
+                                    "that read only plain LoRA files cannot use it. The memory and time estimates "
+                                    "are measured with LoRA."))
+    elif kind == "dora":
+        out.append(Check("info", "DoRA: diffusers' `load_lora_weights` and the ACE-Step UI (peft) read it; tools that "
+                                 "read only plain LoRA files may not. Each step costs more than LoRA's, and the memory "
+                                 "and time estimates are measured with LoRA."))
+    if cfg.get("merged_scale"):
+        out.append(Check("info", f"After training, a whole pipeline with the adapter fused at scale "
+                                 f"{cfg['merged_scale']:g} is saved in the run's merged/ folder: as large as the base "
+                                 "model on disk."))
+    return out
 
 
 def _estimate_time(pf: Preflight, model: str, cfg: dict, total_steps: int, dev: dict) -> None:

@@ -145,3 +145,13 @@ def test_gpu_count_is_a_choice_only_on_a_machine_with_several(ws, monkeypatch):
     assert at.button(key="train_start").disabled
     at.number_input(key="train_grad_accum").set_value(2).run()
     assert not any("gpus 2" in m.value for m in at.markdown) and not at.exception
+
+
+def test_lokr_says_before_training_what_cannot_load_it(ws):
+    at = page("train")
+    assert not any("LoKr:" in m.value for m in at.markdown)
+    at.selectbox(key="train_adapter_type").select("lokr").run()
+    assert any("LoKr: diffusers' `pipe.load_lora_weights` cannot read it" in m.value for m in at.markdown)
+    assert not at.button(key="train_start").disabled  # a warning, not a refusal
+    at.number_input(key="train_merged_scale").set_value(0.8).run()
+    assert any("fused at scale 0.8" in m.value for m in at.markdown)

@@ -1,6 +1,7 @@
-"""Audio in: decode any file soundfile reads into 48 kHz stereo float32, the VAE's input.
+"""Audio in: decode any file soundfile or PyAV reads into 48 kHz stereo float32, the VAE's input.
 
-Everything here uses real libraries: soundfile (libsndfile) decodes, soxr resamples.
+Everything here uses real libraries: soundfile (libsndfile) decodes, PyAV's FFmpeg what libsndfile
+cannot (m4a, wma, webm: state.dataset.decode), soxr resamples.
 """
 from __future__ import annotations
 
@@ -33,28 +34,18 @@ def load_audio(path: str | Path, max_seconds: float | None = None, target_sr: in
     Only the first `max_seconds` are decoded when a limit is given, so a long file costs no
     more memory than the limit.
     """
-    import soundfile as sf
-
     path = Path(path)
-    try:
-        info = sf.info(str(path))
-        frames = info.frames
-        if max_seconds is not None and max_seconds > 0:
-            frames = min(frames, int(round(max_seconds * info.samplerate)))
-        data, sr = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioDecodeError(
-            f"Could not decode {path}: {exc}. Convert it to WAV, FLAC or OGG (or MP3 with a recent "
-            "libsndfile) and add it again.") from exc
-    except FileNotFoundError as exc:
-        raise AudioDecodeError(f"Audio file not found: {path}") from exc
+    if not path.is_file():
+        raise AudioDecodeError(f"Audio file not found: {path}")
+    data, sr, total = _decode(path, max_seconds)
     if data.shape[0] == 0:
         raise AudioDecodeError(f"{path} holds no audio samples.")
 
     notes: list[str] = []
-    source_seconds = info.frames / info.samplerate
-    if frames < info.frames:
-        notes.append(f"Only the first {frames / info.samplerate:.1f} s of {source_seconds:.1f} s were used "
+    source_seconds = total / sr
+    frames = data.shape[0]
+    if frames < total:
+        notes.append(f"Only the first {frames / sr:.1f} s of {source_seconds:.1f} s were used "
                      f"(limit {max_seconds:g} s).")
     x = _repair_non_finite(data.T, path, notes)  # (channels, n)
     x = _to_stereo(x, notes)
@@ -68,6 +59,37 @@ def load_audio(path: str | Path, max_seconds: float | None = None, target_sr: in
     x = np.ascontiguousarray(x, dtype=np.float32)
     return LoadedAudio(samples=x, sample_rate=target_sr, source_rate=sr, source_channels=data.shape[1],
                        seconds=x.shape[1] / target_sr, source_seconds=source_seconds, notes=notes)
+
+
+def _decode(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int, int]:
+    """(samples (n, channels) float32, rate, the whole file's frames), through soundfile or, for what
+    libsndfile cannot read, PyAV; a failure names the file and what to do."""
+    import soundfile as sf
+
+    from state.dataset import decode
+    from state.dataset.probe import native_extensions
+
+    limit = max_seconds if max_seconds is not None and max_seconds > 0 else None
+    if decode.needs_fallback(path, native_extensions()):
+        try:
+            with decode.Reader(path) as r:
+                cap = None if limit is None else int(round(limit * r.sample_rate))
+                data = r.read(cap)
+                # a cut file's length is the container's claim; an uncut one's is what was decoded
+                cut = cap is not None and len(data) >= cap and r.seconds
+                return data, r.sample_rate, max(len(data), round(r.seconds * r.sample_rate)) if cut else len(data)
+        except decode.DecodeError as exc:
+            raise AudioDecodeError(f"Could not decode {path} ({exc}). Re-export it as WAV or FLAC and add it "
+                                   "again.") from exc
+    try:
+        info = sf.info(str(path))
+        frames = info.frames if limit is None else min(info.frames, int(round(limit * info.samplerate)))
+        data, sr = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioDecodeError(
+            f"Could not decode {path}: {exc}. Convert it to WAV, FLAC or OGG (or MP3 with a recent "
+            "libsndfile) and add it again.") from exc
+    return data, sr, info.frames
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:

@@ -48,18 +48,21 @@ def load_adapter(pipe, source: Path, name: str) -> int:
     from safetensors.torch import load_file
 
     from state.train.config import TrainConfig
-    from trainer.train.adapter import lora_config
+    from trainer.train.adapter import adapter_config, inference_metadata
     from trainer.train.checkpoint import ADAPTER_FILE, read_meta
     from trainer.train.export import DIFFUSERS_FILE
 
     source = Path(source)
     if (source / DIFFUSERS_FILE).is_file():
         tensors = {k.removeprefix("transformer."): v for k, v in load_file(str(source / DIFFUSERS_FILE)).items()}
-        pipe.load_lora_weights(str(source), weight_name=DIFFUSERS_FILE, adapter_name=name)
+        if any(".lokr_" in k for k in tensors):  # the pipeline's loader refuses LoKr keys; the transformer's reads them
+            pipe.transformer.load_lora_adapter(str(source), weight_name=DIFFUSERS_FILE, prefix="transformer",
+                                               adapter_name=name)
+        else:
+            pipe.load_lora_weights(str(source), weight_name=DIFFUSERS_FILE, adapter_name=name)
     elif (source / ADAPTER_FILE).is_file() and (source / "meta.json").is_file():
         cfg = TrainConfig.from_dict({**read_meta(source)["config"], "dropout": 0.0})
-        lc = lora_config(cfg)
-        meta = {"r": lc.r, "lora_alpha": lc.lora_alpha, "lora_dropout": 0.0, "target_modules": lc.target_modules}
+        meta = inference_metadata(adapter_config(cfg))
         tensors = load_file(str(source / ADAPTER_FILE))
         pipe.transformer.load_lora_adapter({f"transformer.{k}": v for k, v in tensors.items()}, prefix="transformer",
                                            adapter_name=name, metadata={f"transformer.{k}": v for k, v in meta.items()})

@@ -1,4 +1,5 @@
-"""The LoRA adapter: built in one place, read out, and loaded back with proof that every tensor landed.
+"""The adapter (LoRA, DoRA or LoKr, all peft): built in one place, read out, and loaded back with proof
+that every tensor landed.
 
 ACESTEP.md §4: upstream resume silently dropped every LoRA weight because key names did not
 match, so `load_adapter_strict` refuses unless the file's keys equal the model's adapter keys
@@ -6,10 +7,11 @@ exactly and each loaded tensor reads back equal.
 """
 from __future__ import annotations
 
+import json
 import re
 
 import torch
-from peft import LoraConfig
+from peft import LoKrConfig, LoraConfig, PeftConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from state.train.config import ATTN_PROJS, MLP_PROJS, TrainConfig
@@ -19,7 +21,41 @@ TO_ORIGINAL = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out.0":
                "gate_proj": "gate_proj", "up_proj": "up_proj", "down_proj": "down_proj"}
 
 
-def lora_config(cfg: TrainConfig) -> LoraConfig:
+# peft's parameter prefixes: LoRA and DoRA weights are `lora_A/lora_B/lora_magnitude_vector`, LoKr's `lokr_w1/w2...`
+ADAPTER_PREFIXES = ("lora_", "lokr_")
+
+
+def is_adapter_param(name: str) -> bool:
+    return any(p in name for p in ADAPTER_PREFIXES)
+
+
+def adapter_config(cfg: TrainConfig) -> PeftConfig:
+    """The peft config for `cfg.adapter_type`, aimed at the targets `target_regex` names.
+
+    LoKr has no input dropout; `dropout` becomes its rank dropout (each step drops rank components).
+    """
+    target = target_regex(cfg)
+    if cfg.adapter_type == "lokr":
+        return LoKrConfig(r=cfg.rank, alpha=cfg.alpha, rank_dropout=cfg.dropout, module_dropout=0.0,
+                          init_weights=True, target_modules=target)
+    return LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, init_lora_weights=True,
+                      use_dora=cfg.adapter_type == "dora", target_modules=target)
+
+
+def inference_metadata(config: PeftConfig) -> dict:
+    """The config as diffusers' `lora_adapter_metadata` header wants it: JSON values, every dropout 0.
+
+    diffusers' loaders create the dropout modules in training mode even in an eval pipeline, so a
+    trained dropout left in here would make every generation random.
+    """
+    meta = _jsonable(config.to_dict())
+    for k in ("lora_dropout", "rank_dropout", "module_dropout"):
+        if k in meta:
+            meta[k] = 0.0
+    return meta
+
+
+def target_regex(cfg: TrainConfig) -> str:
     """A regex target (peft full-matches a string) so only the DiT blocks' projections are adapted."""
     attn = [re.escape(m) for m in cfg.target_modules if m in ATTN_PROJS]
     mlp = [re.escape(m) for m in cfg.target_modules if m in MLP_PROJS]
@@ -28,15 +64,14 @@ def lora_config(cfg: TrainConfig) -> LoraConfig:
         parts.append(rf"layers\.\d+\.(?:{'|'.join(cfg.target_blocks)})\.(?:{'|'.join(attn)})")
     if mlp:
         parts.append(rf"layers\.\d+\.mlp\.(?:{'|'.join(mlp)})")
-    return LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, init_lora_weights=True,
-                      target_modules="|".join(f"(?:{p})" for p in parts))
+    return "|".join(f"(?:{p})" for p in parts)
 
 
 def add_lora(transformer: torch.nn.Module, cfg: TrainConfig) -> list[torch.nn.Parameter]:
-    """Freeze the base, attach the adapter, keep the LoRA weights fp32 (the master copy, ACESTEP.md §4)."""
+    """Freeze the base, attach the adapter, keep its weights fp32 (the master copy, ACESTEP.md §4)."""
     transformer.requires_grad_(False)
-    transformer.add_adapter(lora_config(cfg))
-    params = [p for n, p in transformer.named_parameters() if "lora_" in n]
+    transformer.add_adapter(adapter_config(cfg))
+    params = [p for n, p in transformer.named_parameters() if is_adapter_param(n)]
     for p in params:
         p.data = p.data.float()
         p.requires_grad_(True)
@@ -76,8 +111,26 @@ class AdapterMismatch(RuntimeError):
 
 
 def to_original_key(key: str) -> str:
-    """`layers.3.self_attn.to_out.0.lora_B.weight` -> `base_model.model.layers.3.self_attn.o_proj.lora_B.weight`."""
-    m = re.fullmatch(r"(layers\.\d+\.(?:self_attn|cross_attn|mlp))\.(.+)\.(lora_[AB]\.weight)", key)
+    """`layers.3.self_attn.to_out.0.lora_B.weight` -> `base_model.model.layers.3.self_attn.o_proj.lora_B.weight`
+    (likewise DoRA's `lora_magnitude_vector` and LoKr's `lokr_w1`, `lokr_w2_a`, ...)."""
+    m = re.fullmatch(r"(layers\.\d+\.(?:self_attn|cross_attn|mlp))\.(.+?)\."
+                     r"(lora_[AB]\.weight|lora_magnitude_vector|lokr_w[12](?:_[ab])?|lokr_t2)", key)
     if m is None or m.group(2) not in TO_ORIGINAL:
         raise ValueError(f"No original ACE-Step name for adapter key {key!r}")
     return f"base_model.model.{m.group(1)}.{TO_ORIGINAL[m.group(2)]}.{m.group(3)}"
+
+
+def _jsonable(d: dict) -> dict:
+    """peft configs hold sets and enums; diffusers json-dumps this dict into the file header."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, set):
+            v = sorted(v)
+        elif hasattr(v, "value") and not isinstance(v, (int, float, str, bool)):
+            v = v.value
+        try:
+            json.dumps(v)
+        except TypeError:
+            continue
+        out[k] = v
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+ADAPTER_NAMES = {"lora": "LoRA", "dora": "DoRA", "lokr": "LoKr"}
 TAGS = ["ace-step", "ace-step-1.5", "lora", "text-to-audio", "music", "acelora"]
 LIBRARY = "diffusers"
 PIPELINE_TAG = "text-to-audio"
@@ -53,7 +54,14 @@ def _body(m: dict, config: dict, base: str, base_hub: str | None, repo_id: str |
     steps, shift = m.get("recommended_steps", 8), m.get("shift", 3.0)
     guidance = m.get("recommended_guidance", 1.0)
     load_from = repo_id or "path/to/final"
-    title = f"{repo_id.split('/')[-1]}: an ACE-Step 1.5 LoRA" if repo_id else "ACE-Step 1.5 LoRA"
+    kind = ADAPTER_NAMES.get(m.get("adapter_type") or "lora", "LoRA")
+    title = f"{repo_id.split('/')[-1]}: an ACE-Step 1.5 {kind}" if repo_id else f"ACE-Step 1.5 {kind}"
+    load = (f'pipe.load_lora_weights("{load_from}", adapter_name="style")' if m.get("adapter_type") != "lokr" else
+            # diffusers' pipeline-level loader refuses LoKr keys; its transformer-level one reads them
+            f'pipe.transformer.load_lora_adapter("{load_from}", weight_name="pytorch_lora_weights.safetensors",\n'
+            '                                  prefix="transformer", adapter_name="style")')
+    other = ("" if kind == "LoRA" else f" The ACE-Step UI reads it through peft (`PeftModel.from_pretrained`); tools "
+             f"that read only plain LoRA files cannot use a {kind} adapter.")
     demo = ("\n> **Demo adapter:** trained on AceLoRA's tiny random-weights demo model. It produces noise, "
             "not music.\n" if m.get("demo_model") else "")
     base_md = f"[`{base}`]({endpoint}/{base})" if base_hub else f"`{base}`"
@@ -81,7 +89,7 @@ def _body(m: dict, config: dict, base: str, base_hub: str | None, repo_id: str |
     return f"""
 # {title}
 {demo}
-A LoRA adapter for {base_md} ({m.get('variant', 'unknown variant')}), trained with {trained}.
+A {kind} adapter for {base_md} ({m.get('variant', 'unknown variant')}), trained with {trained}.
 Generate with **{steps} steps, shift {shift}, {guidance_md}**.
 {sample_md}
 ## Use with diffusers
@@ -91,7 +99,7 @@ import torch
 from diffusers import AceStepPipeline
 
 pipe = AceStepPipeline.from_pretrained("{base}", torch_dtype=torch.bfloat16).to("cuda")
-pipe.load_lora_weights("{load_from}", adapter_name="style")
+{load}
 audio = pipe(prompt="...", lyrics="[Instrumental]", audio_duration=30.0,
              num_inference_steps={steps}, shift={shift}, guidance_scale={guidance}).audios  # [batch, 2, samples]
 ```
@@ -101,7 +109,7 @@ Blend or switch adapters with `pipe.set_adapters(["style"], adapter_weights=[0.8
 ## Use with the official ACE-Step UI, Side-Step or ComfyUI
 
 `adapter_config.json` + `adapter_model.safetensors` are the original ACE-Step PEFT format
-(`q_proj/k_proj/v_proj/o_proj` names). {download}{curve}
+(`q_proj/k_proj/v_proj/o_proj` names).{other} {download}{curve}
 ## Training settings
 
 | setting | value |

@@ -19,14 +19,13 @@ import shutil
 import time
 from pathlib import Path
 
-from peft import LoraConfig
 from safetensors.torch import save_file
 
 from state.fsutil import atomic_write_text, read_json_object, staged_dir, write_json
 from state.listen.previews import step_samples
 from state.model.catalog import DEMO_MODEL_ID, KNOWN_MODELS, info_for
 from state.train.config import ATTN_BLOCKS, ATTN_PROJS, TrainConfig
-from trainer.train.adapter import TO_ORIGINAL, adapter_state, to_original_key
+from trainer.train.adapter import TO_ORIGINAL, adapter_config, adapter_state, inference_metadata, to_original_key
 from trainer.train.card import model_card
 
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
@@ -45,9 +44,7 @@ def export_final(job_dir: Path, transformer, cfg: TrainConfig, steps: int, datas
     final = Path(job_dir) / "final"
     with staged_dir(final, prefix=".final-") as tmp:
         tensors = adapter_state(transformer)
-        # dropout is a training-time setting; diffusers' load_lora_weights leaves the new LoRA dropout
-        # modules in training mode, so a non-zero value here would make inference random
-        lora_meta = {**_jsonable(transformer.peft_config["default"].to_dict()), "lora_dropout": 0.0}
+        lora_meta = inference_metadata(transformer.peft_config["default"])
         meta = {**training_meta(cfg, steps, dataset_size, len(tensors), model_dir), **(extra_meta or {})}
         _write_adapter(tmp, tensors, cfg, lora_meta, meta, preview=newest_preview(job_dir))
         if ema_tensors is not None:
@@ -92,8 +89,11 @@ def _write_original(dest: Path, tensors: dict, cfg: TrainConfig, lora_meta: dict
     header = {"format": "pt", "lora_adapter_metadata": json.dumps(
         {f"transformer.{k}": v for k, v in lora_meta.items()}, indent=2, sort_keys=True)}
     save_file(original, str(dest / PEFT_FILE), metadata=header)
-    LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, bias="none",
-               target_modules=_original_targets(cfg), base_model_name_or_path=cfg.model_id).save_pretrained(dest)
+    # the same peft config (LoraConfig, with use_dora for DoRA, or LoKrConfig) on the release's module names
+    config = adapter_config(cfg)
+    config.target_modules = _original_targets(cfg)
+    config.base_model_name_or_path = cfg.model_id
+    config.save_pretrained(str(dest))
 
 
 def _original_targets(cfg: TrainConfig) -> list[str] | str:
@@ -116,7 +116,7 @@ def training_meta(cfg: TrainConfig, steps: int, dataset_size: int, n_tensors: in
     return {
         "base_model_id": cfg.model_id, "variant": info.variant, "shift": cfg.shift,
         "recommended_steps": info.steps, "recommended_guidance": info.guidance,
-        "rank": cfg.rank, "alpha": cfg.alpha, "dropout": cfg.dropout,
+        "adapter_type": cfg.adapter_type, "rank": cfg.rank, "alpha": cfg.alpha, "dropout": cfg.dropout,
         "target_modules": list(cfg.target_modules), "target_blocks": list(cfg.target_blocks),
         "dataset_size": dataset_size, "steps": steps, "learning_rate": cfg.learning_rate,
         "timestep_sampling": cfg.timestep_sampling, "cond_dropout": cfg.cond_dropout,
@@ -126,18 +126,67 @@ def training_meta(cfg: TrainConfig, steps: int, dataset_size: int, n_tensors: in
     }
 
 
-def _jsonable(d: dict) -> dict:
-    """peft configs hold sets and enums; diffusers json-dumps this dict into the file header."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, set):
-            v = sorted(v)
-        elif hasattr(v, "value") and not isinstance(v, (int, float, str, bool)):
-            v = v.value
-        try:
-            json.dumps(v)
-        except TypeError:
-            continue
-        out[k] = v
-    return out
+MERGED_DIR = "merged"  # beside final/, not in it: publish and Hub sync take final/, and a whole model is GBs
 
+
+def export_merged(job_dir: Path, model_dir: str | Path, scale: float) -> Path:
+    """<run>/merged/: the base pipeline with final/'s adapter fused in at `scale`, saved as a whole diffusers
+    pipeline for tools that take only complete models (`AceStepPipeline.from_pretrained(merged_dir)`).
+
+    Built on the CPU in the base's stored dtype, so it never needs GPU memory beside a training run.
+    """
+    from trainer.listen.generate import load_adapter
+    from trainer.model.load import load_pipeline
+
+    final = Path(job_dir) / "final"
+    pipe = load_pipeline(model_dir, device="cpu", dtype=stored_dtype(model_dir))
+    load_adapter(pipe, final, "merged")
+    pipe.fuse_lora(components=["transformer"], lora_scale=float(scale), adapter_names=["merged"])
+    pipe.unload_lora_weights()  # the fused weights stay; the adapter layers go
+    dest = Path(job_dir) / MERGED_DIR
+    with staged_dir(dest, prefix=".merged-") as tmp:
+        pipe.save_pretrained(str(tmp))
+        write_json(tmp / "acelora_merged.json", {"base_model_id": str(model_dir), "adapter": str(final),
+                                                 "scale": float(scale), "created_at": time.time()})
+    return dest
+
+
+def stored_dtype(model_dir: str | Path):
+    """The dtype the transformer's weights are saved in (float32 when it cannot be read)."""
+    import torch
+    from safetensors import safe_open
+
+    from trainer.model.load import resolve_model_dir
+
+    folder = Path(resolve_model_dir(model_dir)) / "transformer"
+    names = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for k in st.keys():
+                dtype = names.get(st.get_slice(k).get_dtype())
+                if dtype is not None:
+                    return dtype
+    return torch.float32
+
+
+def job_merge(ctx, args) -> str:
+    """Job kind "merge": fuse a finished run's adapter into a whole pipeline after the fact.
+
+    params.json: `run` (a run id under lora_output/, or a run folder) and `scale` (default 1.0).
+    """
+    from state import paths
+    from trainer.model.load import resolve_model_dir
+
+    run = str(ctx.params.get("run") or "")
+    run_dir = Path(run) if Path(run).is_dir() else paths.run_dir(run)
+    if not (run_dir / "final" / DIFFUSERS_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} has no finished adapter (final/{DIFFUSERS_FILE}); name a run that "
+                                "completed or was stopped, in params.json `run`.")
+    scale = float(ctx.params.get("scale", 1.0))
+    if not 0.0 < scale <= 4.0:
+        raise ValueError(f"scale must be between 0 (exclusive) and 4, got {scale}.")
+    cfg = TrainConfig.load(run_dir / "config.json")
+    ctx.phase("save", 0, 1, what="merged")
+    merged = export_merged(run_dir, resolve_model_dir(cfg.model_id), scale)
+    ctx.phase("save", 1, 1, what="merged", merged_dir=str(merged))
+    return "completed"

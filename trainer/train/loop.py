@@ -54,7 +54,7 @@ from trainer.train.checkpoint import (
     step_of,
 )
 from trainer.train.distributed import PeerLost, Ranks
-from trainer.train.export import export_final
+from trainer.train.export import export_final, export_merged
 from trainer.train.meter import StepMeter
 from trainer.train.objective import Objective, compute_loss, make_batch
 from trainer.train.precision import Precision
@@ -183,6 +183,19 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
                                  extra_meta={"exported_at_step": step, "total_steps": plan.total_steps,
                                              "best_step": validator.best_step, **extra})
         ctx.phase("save", 1, 1, final_dir=str(final))
+        if cfg.merged_scale:
+            merge(final)
+
+    def merge(final: Path) -> None:  # optional, and slow on a big model: a failure here leaves final/ intact
+        ctx.phase("save", 0, 1, what="merged")
+        try:
+            merged = export_merged(ctx.job_dir, resolve_model_dir(cfg.model_id), cfg.merged_scale)
+        except Exception as exc:  # noqa: BLE001 - reported, and the adapter in final/ is what the run owes
+            ctx.emit("warning", message=f"The merged model could not be saved ({type(exc).__name__}: {exc}); "
+                                        f"the adapter in {final} is complete.", hint="Free disk space or memory, then run "
+                                        "`trainer/run.py merge` with params.json {\"run\": ..., \"scale\": ...}.")
+            return
+        ctx.phase("save", 1, 1, what="merged", merged_dir=str(merged))
 
     def emit_step() -> None:  # loss = mean of the steps since the previous step event
         ctx.emit("step", **meter.report(step, order.epoch_at(step), scheduler.get_last_lr()[0], grad_norm),
