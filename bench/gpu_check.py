@@ -80,9 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     flops = {c: step_flops(model, c, device, args.smoke) for c in clips}
     for c, f in flops.items():
         put(f"flops_per_step_{c:g}s", f"{f:.4g}")
+    os.environ["ACELORA_HOME"] = str(home)  # the estimate cache this process reads is the jobs' one
     baseline_run = None
-    for name, over in configs:
+    for i, (name, over) in enumerate(configs):
+        # the preflight's fake-tensor prediction, measured first so the run's start event carries it
+        # (the smoke run predicts its first configuration only: the code path, not the figures, is the point)
+        predicted = predict(env, model, over, device) if (not args.smoke or i == 0) else None
         res = train_once(home, env, model, manifest, name, steps, device, over)
+        if predicted is not None:
+            res["predicted_peak_mb"] = round(predicted, 1)
+            if res.get("peak_mem_mb"):
+                res["peak_vs_predicted"] = round(res["peak_mem_mb"] / predicted, 3)
         for k, v in res.items():
             put(f"{name}_{k}", v)
         clip = over.get("clip_seconds", clips[0])
@@ -224,8 +232,8 @@ def train_once(home: Path, env: dict, model: Path, manifest: Path, name: str, st
     peaks = [e["gpu_mem_peak_mb"] for e in st if e.get("gpu_mem_peak_mb")]
     out["peak_mem_mb"] = max(peaks) if peaks else None
     out["rss_mb"] = max((e.get("rss_mb") or 0) for e in st) if st else None
-    if start.get("predicted_gpu_mem_mb"):
-        out["predicted_mem_mb"] = start["predicted_gpu_mem_mb"]
+    if start.get("predicted_peak_mb"):  # what the run itself read from the cache (CUDA only)
+        out["start_event_predicted_mb"] = start["predicted_peak_mb"]
     out["skipped_steps"] = st[-1].get("skipped_steps", 0) if st else None
     samples = [e for e in evs if e["type"] == "sample"]
     if samples:
@@ -233,6 +241,27 @@ def train_once(home: Path, env: dict, model: Path, manifest: Path, name: str, st
         meta = json.loads(Path(samples[-1]["path"]).with_suffix(".json").read_text())
         out["preview_render_s"] = meta.get("render_s")
     return out
+
+
+def predict(env: dict, model: Path, over: dict, device: str) -> float | None:
+    """The product's `estimate` job (one fake-tensor step at this model's size) for a configuration;
+    its allocator peak in MB, or None when it failed."""
+    from state.train import estimates
+    from state.train.config import TrainConfig
+
+    cfg = {**TrainConfig(model_id=str(model)).to_dict(), "rank": 64, "alpha": 64.0, "device": device, **over}
+    dev = cfg["device"].split(":")[-1]
+    dtype = dev if dev in ("fp16", "fp32") else ("fp32" if device == "cpu" else "bf16")
+    request = estimates.request_for(str(model), cfg, dtype=dtype, seconds=float(cfg["clip_seconds"]))
+    if request is None:
+        return None
+    job = Path(env["ACELORA_HOME"]) / "jobs" / f"estimate-{estimates.key(request)}"
+    job.mkdir(parents=True, exist_ok=True)
+    (job / "params.json").write_text(json.dumps({"key": estimates.key(request), "request": request}))
+    subprocess.run([sys.executable, str(REPO / "trainer" / "run.py"), "estimate", "--job-dir", str(job)],
+                   env=env, capture_output=True, text=True, timeout=600)
+    result = estimates.read(request)
+    return result.get("peak_allocated_mb") if result and not result.get("error") else None
 
 
 def ab_pair(env: dict, run: Path, seconds: float, steps: int) -> dict:

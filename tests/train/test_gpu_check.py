@@ -19,6 +19,7 @@ def test_gpu_check_smoke_runs_every_configuration(tmp_path):
         assert lines[f"{name}_status"] == "completed", (name, proc.stdout[-2000:])
         assert float(lines[f"{name}_step_s"]) > 0
     assert lines["2s_ckpt_on_fp16_scaler_precision"] == "fp16 + loss scaling"
+    assert float(lines["2s_ckpt_on_predicted_peak_mb"]) > 0  # the estimate job's fake-tensor peak
     assert int(lines["2s_with_preview_previews"]) >= 2
     assert float(lines["flops_per_step_4s"]) > float(lines["flops_per_step_2s"]) > 0
     assert lines["ab_status"] == "completed" and lines["ab_a_differs_from_b"] == "True"
