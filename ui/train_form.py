@@ -263,4 +263,7 @@ def remember(dataset: str, values: dict, preset: str) -> None:
     entry = st.session_state.setdefault(FORM, {}).setdefault(dataset, {})
     if entry.get("values") != values or entry.get("preset") != preset:
         entry.update(values=values, preset=preset)
-        form.save(dataset, values, preset)
+        try:
+            form.save(dataset, values, preset)
+        except OSError as exc:  # a full disk: the session keeps the settings; Start's own checks say the rest
+            st.caption(f"⚠️ These settings are kept for this session only: {exc}")
