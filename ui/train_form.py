@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from state import device, jobs, paths
+from state import device
 from state.train import form, preflight, runs, trackers
 from state.train.config import (
     ADAPTER_TYPES,
@@ -24,7 +24,6 @@ from state.train.config import (
     SAMPLINGS,
     SCHEDULERS,
 )
-from ui import fmt
 
 TAB_NEW, TAB_LIVE = "New run", "Live run"
 FORM = "train_form"        # {dataset: {"values": {...}, "preset": name}}
@@ -112,9 +111,9 @@ def apply_moves(run_ids: list[str], active_ids: list[str]) -> None:
 
 
 def run_picker(run_ids: list[str]) -> str:
-    statuses = {r: jobs.status(paths.run_dir(r)).status for r in run_ids}
-    return st.selectbox("Run", run_ids, key="train_view",
-                        format_func=lambda r: f"{r} · {fmt.STATUS_BADGE.get(statuses[r], statuses[r])}")
+    # Run ids only: the browser kept a label that carried the status ("running") after the run had
+    # stopped, because the selection is matched by its label. The view below shows the status.
+    return st.selectbox("Run", run_ids, key="train_view")
 
 
 # ---- the settings form --------------------------------------------------------------------------
