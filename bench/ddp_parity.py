@@ -25,30 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 WARMUP = 5
 
-
-def setup(home: Path) -> tuple[Path, Path]:
-    """Tiny model + three tones + a warm preprocess cache under `home`."""
-    import numpy as np
-    import soundfile as sf
-    import torch
-
-    from trainer.dataset.preprocess import preprocess_rows, read_manifest
-    from trainer.model.load import load_pipeline
-    from trainer.model.tiny import write_demo_model
-
-    model = write_demo_model(home / "models" / "tiny")
-    rows = []
-    for i, (freq, sec) in enumerate([(220.0, 4.0), (330.0, 5.0), (440.0, 6.0)]):
-        t = np.arange(int(sec * 48000)) / 48000
-        x = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-        sf.write(str(home / f"t{i}.wav"), np.stack([x, x], 1), 48000, subtype="FLOAT")
-        rows.append({"id": f"t{i}", "audio": str(home / f"t{i}.wav"), "caption": f"tone {freq:.0f} Hz",
-                     "lyrics": "", "status": "ok"})
-    manifest = home / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    preprocess_rows(load_pipeline(model, device="cpu", dtype=torch.float32), read_manifest(manifest), str(model),
-                    clip_seconds=2.0)
-    return model, manifest
+from trainer_overhead import setup  # noqa: E402 - the same tiny model, tones and warm cache (bench/ is on sys.path)
 
 
 def run_job(home: Path, name: str, cfg: dict, env: dict) -> tuple[float, Path]:

@@ -42,6 +42,17 @@ class ABError(ValueError):
 
 # ---- the request ----------------------------------------------------------------------------
 
+def checked_request(cls, d: dict, error: type[Exception], what: str):
+    """`cls(**d)`, validated; an unknown field is named with the known ones (A/B and style requests)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise error(f"Unknown {what} field {unknown[0]!r}; known fields: {', '.join(sorted(names))}.")
+    req = cls(**d)
+    req.validate()
+    return req
+
+
 @dataclass
 class ABRequest:
     run_id: str = ""                 # the run whose adapters are compared
@@ -57,13 +68,7 @@ class ABRequest:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ABRequest":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ABError(f"Unknown A/B request field {unknown[0]!r}; known fields: {', '.join(sorted(names))}.")
-        req = cls(**d)
-        req.validate()
-        return req
+        return checked_request(cls, d, ABError, "A/B request")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

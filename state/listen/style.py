@@ -24,7 +24,7 @@ from pathlib import Path
 from state import jobs, paths
 from state.events import EVENTS_FILE, EventTail
 from state.fsutil import read_json_object, write_json
-from state.listen.ab import BASE_KEY, PARAMS_FILE, adapter_sources, samples_dir
+from state.listen.ab import BASE_KEY, PARAMS_FILE, adapter_sources, checked_request, samples_dir
 
 KIND = "style-distance"
 PREFIX = "style-"
@@ -51,13 +51,7 @@ class StyleRequest:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StyleRequest":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise StyleError(f"Unknown style-distance field {unknown[0]!r}; known fields: {', '.join(sorted(names))}.")
-        req = cls(**d)
-        req.validate()
-        return req
+        return checked_request(cls, d, StyleError, "style-distance")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -32,7 +32,7 @@ from state.cloud import remote_jobs as rj
 from state.cloud.hub import HubError, explain, hf_token, missing_token
 from state.fsutil import atomic_write_text, write_json
 from state.model.catalog import DEMO_MODEL_ID
-from trainer.cloud.sync import ensure_repo, push_run
+from trainer.cloud.sync import ensure_repo, push_run, read_rows, unique_name
 from trainer.job import StopNow
 
 INPUT = "input"      # in the remote workspace: the downloaded dataset repo folder
@@ -182,12 +182,12 @@ def push_input(api, data_repo: str, run_dir: Path, token: str) -> int:
     run = run_dir.name
     cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     rows, taken, ops = [], set(), []
-    for r in _rows(run_dir / "dataset.jsonl"):
+    for r in read_rows(run_dir / "dataset.jsonl"):
         src = Path(r.get("audio") or "")
         if not src.is_file():
             raise HubError(f"{src} (a track of {run}/dataset.jsonl) is missing on this machine.",
                            "Put the file back, or start a new run from the dataset as it is now.")
-        name = _unique(src.name, taken)
+        name = unique_name(src.name, taken)
         taken.add(name)
         ops.append(CommitOperationAdd(f"{run}/audio/{name}", str(src)))
         rows.append({**r, "audio": f"audio/{name}"})
@@ -458,7 +458,7 @@ def fetch_input(ctx, data_repo: str, run_dir: Path, token: str) -> None:
         for f in (src / "cache" / kind).glob("*.safetensors"):
             paths.ensure(paths.cache_dir() / kind)
             shutil.copy2(f, paths.cache_dir() / kind / f.name)
-    rows = [{**r, "audio": str(src / r["audio"])} for r in _rows(src / "dataset.jsonl")]
+    rows = [{**r, "audio": str(src / r["audio"])} for r in read_rows(src / "dataset.jsonl")]
     manifest = src / "manifest.jsonl"
     atomic_write_text(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
@@ -531,17 +531,3 @@ class Syncer(threading.Thread):
         self._halt.set()
         self.join(timeout=120)
 
-
-def _rows(path: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except FileNotFoundError:
-        return []
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    stem, suffix, n = Path(name).stem, Path(name).suffix, 1
-    while name in taken:
-        n += 1
-        name = f"{stem}-{n}{suffix}"
-    return name

@@ -48,14 +48,14 @@ def push_dataset(api, repo_id: str, run_dir: Path, token: str) -> int:
     """Upload the audio named in the run's dataset.jsonl (once per job); returns the file count."""
     from huggingface_hub import CommitOperationAdd
 
-    rows = _rows(run_dir / "dataset.jsonl")
+    rows = read_rows(run_dir / "dataset.jsonl")
     index: dict[str, str] = {}
     ops = []
     for r in rows:
         src = Path(r.get("audio") or "")
         if not src.is_file() or str(src) in index:
             continue
-        name = _unique(src.name, set(index.values()))
+        name = unique_name(src.name, set(index.values()))
         index[str(src)] = name
         ops.append(CommitOperationAdd(f"{run_dir.name}/{DATASET_DIR}/{name}", str(src)))
     if not ops:
@@ -172,7 +172,7 @@ def _relink_dataset(got: Path, dest: Path) -> None:
     """Rows whose audio is gone from this machine point at the restored copy under <run>/dataset/."""
     index = read_json(got / DATASET_DIR / DATASET_INDEX, default={}) or {}
     snapshot = got / "dataset.jsonl"
-    rows = _rows(snapshot)
+    rows = read_rows(snapshot)
     if not rows or not index:
         return
     for r in rows:
@@ -202,14 +202,16 @@ def job_hub_restore(ctx, args) -> str:
     return "completed"
 
 
-def _rows(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
+    """A run's dataset.jsonl snapshot as rows ([] when there is none)."""
     try:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except FileNotFoundError:
         return []
 
 
-def _unique(name: str, taken: set[str]) -> str:
+def unique_name(name: str, taken: set[str]) -> str:
+    """`name`, or `stem-2.ext`, `stem-3.ext`...: the first not in `taken` (flattened audio names stay apart)."""
     stem, suffix, n = Path(name).stem, Path(name).suffix, 1
     while name in taken:
         n += 1
