@@ -98,7 +98,7 @@ def main() -> None:
         print(f"csv_import_s: {csv_s:.2f}")
         print(f"csv_problems: {report.problem_count}")
         print(f"csv_problem_lines_kept: {len(report.problems)}")
-        at.session_state["data_csv_report"] = report
+        at.session_state["data_csv_report"] = (ds.name, "labels.csv", report)  # (dataset, file, report), as the page keeps it
         _, csv_page_s = timed(at.run)
         assert not at.exception
         print(f"page_with_csv_report_s: {csv_page_s:.2f}")
