@@ -147,6 +147,18 @@ def _full_page_shot(page, name: str, width: int = 1400) -> Path:
     return ARTIFACTS / name
 
 
+def _settled_metrics(page, count: int, timeout_s: float = 30) -> list[str]:
+    deadline, last = time.monotonic() + timeout_s, None
+    while True:
+        running = page.get_by_test_id("stStatusWidgetRunningIcon").count() > 0
+        metrics = [m.inner_text() for m in page.get_by_test_id("stMetric").all()]
+        # the same full set twice in a row with no script run in progress
+        if (not running and len(metrics) >= count and metrics == last) or time.monotonic() > deadline:
+            return metrics
+        last = None if running else metrics
+        page.wait_for_timeout(250)
+
+
 def test_dataset_page_in_chromium(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-dev.txt (playwright)")
 
@@ -158,7 +170,9 @@ def test_dataset_page_in_chromium(server, tmp_path):
             # the scan has rendered once the metrics and the problem list are there
             page.get_by_test_id("stMetric").first.wait_for(timeout=30_000)
             page.get_by_text("broken.wav cannot be decoded as audio").wait_for(timeout=30_000)
-            metrics = [m.inner_text() for m in page.get_by_test_id("stMetric").all()]
+            # Streamlit streams a script run's elements as they come: read the metrics once the run is over
+            # (CI once read three of the five mid-run)
+            metrics = _settled_metrics(page, 5)
             text = page.get_by_test_id("stMain").inner_text()
 
             _full_page_shot(page, "dataset_page.png")
