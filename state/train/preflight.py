@@ -111,12 +111,15 @@ def peak_tflops(gpu_name: str, dtype: str) -> float | None:
 
 def estimate_minutes(flops_per_micro_batch: float, cfg: dict, total_steps: int, gpu_name: str,
                      dtype: str) -> float | None:
-    """Training time from measured FLOPs: steps x micro-batches x FLOPs / (peak x utilisation)."""
+    """Training time from measured FLOPs: steps x micro-batches x FLOPs / (peak x utilisation x GPUs).
+
+    With `gpus` N each GPU runs grad_accum / N of a step's micro-batches (the global batch stays the
+    config's), so the time divides by N; the one gradient all-reduce per step is left out."""
     tflops = peak_tflops(gpu_name, dtype)
     if tflops is None:
         return None
     flops = flops_per_micro_batch * int(cfg.get("grad_accum", 1)) * total_steps
-    return round(flops / (tflops * 1e12 * ASSUMED_MFU) / 60, 1)
+    return round(flops / (tflops * 1e12 * ASSUMED_MFU * max(1, int(cfg.get("gpus", 1)))) / 60, 1)
 
 
 def predicted_peak_mb(model_id: str, cfg_dict: dict, *, dtype: str | None = None, seconds: float | None = None,
@@ -165,7 +168,9 @@ def _estimate(pf: Preflight, model: str, cfg: dict, rows: list[dict], total_step
     if total_steps:
         pf.minutes = estimate_minutes(result["flops_per_micro_batch"], cfg, total_steps, gpu_name, dtype)
     peak = result["peak_allocated_mb"] / 1024
-    time_text = f"~{pf.minutes:.0f} min at {ASSUMED_MFU:.0%} of the {gpu_name}'s peak" if pf.minutes is not None \
+    n = max(1, int(cfg.get("gpus", 1)))
+    on = f"{n} × the {gpu_name}" if n > 1 else f"the {gpu_name}"
+    time_text = f"~{pf.minutes:.0f} min at {ASSUMED_MFU:.0%} of {on}'s peak" if pf.minutes is not None \
         else f"no time estimate (no throughput figure for {gpu_name or 'this GPU'})"
     pf.estimate_text = (f"Measured peak {peak:.1f} GB ({dtype}); about {pf.mem_gb} GB of the card with the CUDA "
                         f"context; {time_text}.")
@@ -211,6 +216,10 @@ def run_preflight(model: str, cfg: dict, rows: list[dict], total_steps: int | No
                settings.is_demo(model) else "No GPU found: fine for the demo model, far too slow for a real one.")
     else:
         pf.add("ok", f"Device: {dev['label']}.")
+    wanted, have = int(cfg.get("gpus", 1) or 1), len(dev.get("gpus") or [])
+    if wanted > 1 and wanted > have:
+        pf.add("error", f"gpus {wanted}: this machine has {have} NVIDIA GPU(s); data-parallel training needs one "
+               f"per rank. Set gpus to {max(1, have)}.")
 
     pf.gpu_gb = dev.get("gpu_mem_total_gb")
     _estimate(pf, model, cfg, rows, total_steps, dev)

@@ -177,3 +177,15 @@ def test_train_page_measures_a_missing_estimate_then_shows_it(workspace, tiny_mo
     at.run()
     assert not at.exception
     assert any("Measured peak" in c.value for c in at.caption)
+
+
+def test_time_divides_over_the_gpus_and_more_gpus_than_the_machine_has_is_refused(workspace, monkeypatch):
+    one = preflight.estimate_minutes(1e15, {"grad_accum": 4, "gpus": 1}, 1000, "NVIDIA L4", "bf16")
+    four = preflight.estimate_minutes(1e15, {"grad_accum": 4, "gpus": 4}, 1000, "NVIDIA L4", "bf16")
+    assert one == pytest.approx(4 * four, rel=0.01)
+    monkeypatch.setattr(device_mod, "describe", lambda: L4)
+    cfg = {**TrainConfig().to_dict(), "gpus": 2, "grad_accum": 2}
+    pf = preflight.run_preflight("ACE-Step/acestep-v15-xl-base-diffusers", cfg, [], 100)
+    assert any(c.level == "error" and c.text.startswith("gpus 2: this machine has 1 NVIDIA GPU") for c in pf.checks)
+    pf = preflight.run_preflight("ACE-Step/acestep-v15-xl-base-diffusers", {**cfg, "gpus": 1}, [], 100)
+    assert not any(c.text.startswith("gpus ") for c in pf.checks)
