@@ -97,3 +97,24 @@ def test_undecodable_file_raises_a_named_error(tmp_path):
     bad.write_bytes(b"RIFF nonsense" * 50)
     with pytest.raises(AudioDecodeError, match="broken.wav"):
         signal_labels(bad)
+
+
+def _tatum_envelope(tatum_bpm: float, accent_every: int, seconds: float = 20.0) -> np.ndarray:
+    """An onset envelope with a note on every tatum, the first of each `accent_every` louder."""
+    env = np.zeros(int(seconds * rhythm.FPS))
+    step = 60.0 / tatum_bpm * rhythm.FPS
+    for i in range(int(len(env) / step)):
+        env[int(round(i * step))] = 1.0 if i % accent_every == 0 else 0.4
+    return env
+
+
+def test_a_beat_tracked_at_a_third_of_its_tatums_too_many_is_regrouped():
+    """Eighths at 240 a minute accented in threes (a jig) and a tracker at 120 (its quarters): the beat
+    is three eighths, 80; accented in twos the same eighths make 120 of a beat tracked at 80."""
+    jig = _tatum_envelope(240.0, 3)
+    assert rhythm.accent_contrast(np.array([1.0, 0.4, 0.4] * 10), 3) > rhythm.accent_contrast(np.array([1.0, 0.4, 0.4] * 10), 2)
+    bpm, moved = rhythm.regroup(jig, 120.0)
+    assert moved and bpm == pytest.approx(80.0, rel=0.02)
+    bpm, moved = rhythm.regroup(_tatum_envelope(240.0, 2), 80.0)
+    assert moved and bpm == pytest.approx(120.0, rel=0.02)
+    assert rhythm.regroup(jig, 80.0) == (80.0, False)  # already the beat: left alone

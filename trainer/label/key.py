@@ -5,12 +5,14 @@ Why essentia and not a chroma + Krumhansl correlation of our own: on the bench c
 HPCP (spectral peaks, harmonic weighting, tuning correction) with its profiles does far better and
 costs ~0.3 s a file. No model is downloaded: the profiles are tables inside the library.
 
-Two windows are read: the whole track and its opening (OPENING_S). Music that modulates moves to
-the dominant first, so a whole-track key a fifth above the opening's is taken as the dominant
-passage outweighing the home key, and the opening's key wins (on the bench corpus this removed a
-third of the "a fifth too high" errors). The confidence is the profile correlation essentia reports
-("strength", 0..1), lowered when the two windows disagree in any other way; KEY_STRENGTH_FLOOR is
-where a chroma stops looking like any key (drums, speech, noise).
+The key is read from the whole mix. An opening-window rule is kept as an option (OPENING, off):
+music that modulates moves to the dominant first, so a whole-track key a fifth above the opening's
+(OPENING_S) may be the dominant passage outweighing the home key. It helped the former "bgate"
+profile, which put many major pieces on their dominant; with "temperley2005" it cost more than it
+fixed. Harmonic/percussive separation before the key was measured too and bought nothing for the
+chosen profile (bench/labels.py --compare). The confidence is the profile correlation essentia
+reports ("strength", 0..1), lowered when the two windows disagree in any other way;
+KEY_STRENGTH_FLOOR is where a chroma stops looking like any key (drums, speech, noise).
 """
 from __future__ import annotations
 
