@@ -16,7 +16,8 @@ Tempo
       beats). A reel tracked on its 3+3+2 figure (4/3 of the beat) puts 42.7 beats in a 32-beat
       repeat; the candidate is penalised by the repeat's strength (REPEAT_PENALTY),
   and the best one wins. Then regroup() asks whether that beat is 2 or 3 tatums (notes) long and
-  moves it by 3:2 when the tatum accents say so: a 6/8 jig whose trackers all lock on the quarter. The value is refined from the median spacing of beats tracked at that tempo.
+  moves it by 3:2 when the tatum accents say so: a 6/8 jig whose trackers all lock on the quarter.
+  The value is refined from the median spacing of beats tracked at that tempo.
   Confidence: how far the winner is ahead of the runner-up (0.5 means a coin toss), times whether
   the trackers agree on the pulse at all.
 
@@ -28,8 +29,8 @@ Metre (ACE-Step's numerators 2, 3, 4, 6)
   decided: 2 and 4 beats a bar do not sound different, so a duple metre is "4" at confidence <= 0.5
   (proposed, never written alone). Duple beats divided in three is 6/8 ("6", also for 12/8); three
   beats divided in three (9/8) has no ACE-Step label and is left unset.
-  Confidence: the winner's lead over the runner-up; metres are often ambiguous (2/4 and 4/4 sound
-  alike), which is why the write threshold for time signatures is the highest.
+  Confidence: the subdivision's clarity times the lead of triple over duple (or the reverse);
+  state/label/policy.py's write threshold for it was set on the bench (bench/labels.py).
 """
 from __future__ import annotations
 
