@@ -22,7 +22,8 @@ import numpy as np
 
 # Chosen on the even-numbered bench files (bench/labels.py --compare): of 11 essentia profiles, with
 # and without the opening window and harmonic/percussive separation, "temperley2005" on the whole
-# mix scored best (85 % exact there, 75 % on the odd files; "bgate", the former choice, 68 / 55 %).
+# mix scored best (85 % exact there, 75 % on the odd files; the former "bgate" with the opening
+# rule: 77.5 / 67.5 %, and 82.5 / 77.5 % on the HPSS harmonic part).
 PROFILE = "temperley2005"
 OPENING = False  # the opening-window rule below: it lost 3 points on the even files with this profile
 KEY_STRENGTH_FLOOR = 0.3
