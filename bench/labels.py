@@ -13,8 +13,11 @@ unset counts as wrong):
   tempo acc2      the same, also allowing x2, x1/2, x3, x1/3 (the metrical level may differ)
   timesig exact   ACE-Step's numerator (2, 3, 4, 6) equals the score's; over the files that have one
 Targets (issue 18): key exact >= 85 %, tempo acc1 >= 76 %, acc2 >= 90 %. --compare also measures
-the key with and without the harmonic part (HPSS) and the opening window, and each beat tracker
-alone, on the same files.
+the key with and without the harmonic part (HPSS), the opening window and the former profile, the
+tempo from the HPSS percussive part's onsets and without the phrase-repeat term, and each beat
+tracker alone, on the same files. Each score line is also given over the even- and odd-numbered
+files ("even / odd"): the constants fitted on the bench (key profile, REPEAT_PENALTY) were chosen
+on the even ones, so the odd ones are held out.
 """
 from __future__ import annotations
 
@@ -121,6 +124,14 @@ def main() -> int:
     scored_ts = [(t, r) for t, r in rows if t.timesignature]
     print(f"timesig exact: {pct(value(r, 'timesignature') == t.timesignature for t, r in scored_ts)}")
 
+    for half, parity in (("even files (fitted on)", 0), ("odd files (held out)", 1)):
+        part = [(t, r) for t, r in rows if _index(t) % 2 == parity]
+        ks = [key_score(value(r, "keyscale"), t.key) for t, r in part]
+        print(f"{half}: {len(part)} files, key exact {pct(k == 1.0 for k in ks)}, "
+              f"tempo acc1 {pct(tempo_ok(value(r, 'bpm'), t.bpm, False) for t, r in part)}, "
+              f"tempo acc2 {pct(tempo_ok(value(r, 'bpm'), t.bpm, True) for t, r in part)}, "
+              f"timesig exact {pct(value(r, 'timesignature') == t.timesignature for t, r in part if t.timesignature)}")
+
     # ---- extra lines: where the errors are, and what the confidence gate buys ----
     print(f"key errors: {sum(k == 0.5 for k in keys)} a fifth off, {sum(k == 0.3 for k in keys)} relative, "
           f"{sum(k == 0.2 for k in keys)} parallel, {sum(k == 0.0 for k in keys)} other or unset")
@@ -147,11 +158,22 @@ def main() -> int:
     return 0
 
 
+def _index(t) -> int:
+    """The file's place in the corpus (000.flac is 0), which fixes the even / odd halves."""
+    return int(Path(t.file).stem)
+
+
 def _count(values) -> dict:
     out: dict = {}
     for v in values:
         out[v] = out.get(v, 0) + 1
     return out
+
+
+def halves(xs, truths, ok=bool) -> str:
+    """'even X % / odd Y %': the same score over the even- and the odd-numbered files."""
+    return " / ".join(f"{name} {pct(ok(x) for x, t in zip(xs, truths) if _index(t) % 2 == p)}"
+                      for name, p in (("even", 0), ("odd", 1)))
 
 
 def compare(cache: Path, rows) -> None:
@@ -178,24 +200,35 @@ def compare(cache: Path, rows) -> None:
         y = load_audio(cache / t.file, target_sr=KEY_SR).samples.mean(axis=0)
         y22 = load_audio(cache / t.file, target_sr=rhythm.SR).samples.mean(axis=0)
         timed(f"key {keymod.PROFILE} whole track only, 44.1 kHz", lambda: keymod.estimate_key(y, KEY_SR, opening=False).key)
-        timed(f"key {keymod.PROFILE} whole + opening, 44.1 kHz", lambda: keymod.estimate_key(y, KEY_SR).key)
-        timed(f"key {keymod.PROFILE} whole + opening, 22.05 kHz", lambda: keymod.estimate_key(y22, rhythm.SR).key)
-        harmonic = []
-        timed("hpss", lambda: harmonic.append(librosa.effects.harmonic(y22)))
-        timed(f"key {keymod.PROFILE} whole + opening, 22.05 kHz HPSS harmonic part",
-              lambda: keymod.estimate_key(harmonic[0], rhythm.SR).key)
+        timed(f"key {keymod.PROFILE} whole + opening, 44.1 kHz", lambda: keymod.estimate_key(y, KEY_SR, opening=True).key)
+        timed("key bgate whole + opening, 44.1 kHz", lambda: keymod.estimate_key(y, KEY_SR, "bgate", opening=True).key)
+        timed(f"key {keymod.PROFILE} whole track only, 22.05 kHz", lambda: keymod.estimate_key(y22, rhythm.SR, opening=False).key)
+        parts = []
+        timed("hpss", lambda: parts.append(librosa.effects.hpss(y22)))
+        harmonic, percussive = parts[0]
+        timed(f"key {keymod.PROFILE} whole track only, 22.05 kHz HPSS harmonic part",
+              lambda: keymod.estimate_key(harmonic, rhythm.SR, opening=False).key)
+        timed("key bgate whole + opening, 22.05 kHz HPSS harmonic part",
+              lambda: keymod.estimate_key(harmonic, rhythm.SR, "bgate", opening=True).key)
         onset = rhythm.onset_envelope(y22)
+        chroma, flux = rhythm.chroma_flux(y22)
         timed("tempo librosa beat_track alone", lambda: rhythm._track(onset)[0])
         timed("tempo essentia RhythmExtractor2013 degara alone", lambda: rhythm._degara(y))
+        timed("tempo labeller, onsets of the whole mix", lambda: rhythm.estimate_tempo(y22, y, onset, flux, chroma).bpm)
+        timed("tempo labeller, onsets of the HPSS percussive part",
+              lambda: rhythm.estimate_tempo(y22, y, rhythm.onset_envelope(percussive), flux, chroma).bpm)
+        timed("tempo labeller, no phrase-repeat term", lambda: rhythm.estimate_tempo(y22, y, onset, flux, None).bpm)
     truths = [t for t, _ in rows]
     for name, vals in results.items():
         if name.startswith("key"):
             ks = [key_score(v, t.key) for v, t in zip(vals, truths)]
-            print(f"{name}: key exact {pct(k == 1.0 for k in ks)}, mirex {np.mean(ks):.3f}, "
-                  f"{np.mean(cost[name]):.2f} s/file")
+            print(f"{name}: key exact {pct(k == 1.0 for k in ks)} ({halves(ks, truths, lambda k: k == 1.0)}), "
+                  f"mirex {np.mean(ks):.3f}, {np.mean(cost[name]):.2f} s/file")
         elif name.startswith("tempo"):
-            print(f"{name}: acc1 {pct(tempo_ok(v, t.bpm, False) for v, t in zip(vals, truths))}, "
-                  f"acc2 {pct(tempo_ok(v, t.bpm, True) for v, t in zip(vals, truths))}, {np.mean(cost[name]):.2f} s/file")
+            a1 = [tempo_ok(v, t.bpm, False) for v, t in zip(vals, truths)]
+            a2 = [tempo_ok(v, t.bpm, True) for v, t in zip(vals, truths)]
+            print(f"{name}: acc1 {pct(a1)} ({halves(a1, truths)}), acc2 {pct(a2)} ({halves(a2, truths)}), "
+                  f"{np.mean(cost[name]):.2f} s/file")
     print(f"hpss: {np.mean(cost['hpss']):.2f} s/file")
 
 

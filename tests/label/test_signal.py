@@ -30,7 +30,7 @@ def test_chord_loop_in_a_minor_reads_a_minor_with_a_confidence(tmp_path):
     assert normalise_labels(res.labels)[0]["keyscale"] == "A minor"  # already canonical
 
 
-@pytest.mark.parametrize("bpm,beats,sub,expect", [(100, 3, 2, "3"), (112, 4, 2, "4"), (80, 2, 3, "6")])
+@pytest.mark.parametrize("bpm,beats,sub,expect", [(100, 3, 2, "3"), (112, 4, 2, "4"), (80, 2, 3, "6"), (76, 3, 3, None)])
 def test_metre_and_tempo_of_a_counted_pulse(tmp_path, bpm, beats, sub, expect):
     res = signal_labels(metre_piece(tmp_path / f"m{beats}{sub}.wav", bpm, beats, sub))
     assert res.labels["bpm"] == pytest.approx(bpm, rel=0.04)
@@ -63,10 +63,33 @@ def test_silence_leaves_tempo_key_and_metre_unset(tmp_path):
 def test_key_names_and_tempo_candidates():
     assert [spell(pitch_class(n), "major") for n in ("C#", "Gb", "A#")] == ["Db major", "F# major", "Bb major"]
     assert spell(pitch_class("Ab"), "minor") == "G# minor"
-    # a tracker at 120 offers every octave; the prior alone (flat salience) prefers the one nearest PRIOR_BPM
+    # a tracker at 120 offers every metrical level; the prior alone (flat salience) prefers the one nearest PRIOR_BPM
     flat = np.ones(4000)
     bpms = [round(b) for b, _ in rhythm.score_candidates([120.0], flat, flat)]
-    assert sorted(bpms) == [40, 60, 80, 120, 180, 240] and bpms[0] in (80, 120)
+    assert sorted(bpms) == [40, 60, 80, 90, 120, 160, 180, 240] and bpms[0] in (80, 90, 120)
+
+
+def test_a_phrase_repeat_rules_out_a_beat_that_does_not_divide_it():
+    """A passage repeating every 8 s: at 60 bpm that is 8 beats (a phrase), at 80 bpm 10.7 beats (none)."""
+    assert rhythm.phrase_misfit(60.0, [(8.0, 0.6)]) == 0.0
+    assert rhythm.phrase_misfit(90.0, [(8.0, 0.6)]) == 0.0       # 12 beats: 4 bars of 3
+    assert rhythm.phrase_misfit(80.0, [(8.0, 0.6)]) == 0.6
+    assert rhythm.phrase_misfit(80.0, []) == 0.0                 # no repeat heard: nothing judged
+    flat = np.ones(4000)
+    best = rhythm.score_candidates([80.0], flat, flat, [(8.0, 0.6)])[0][0]
+    assert round(best) in (60, 120)  # 80 (and its octaves 40, 160) lose to the levels that fit the repeat
+
+
+def test_repetitions_finds_the_period_of_a_repeated_progression():
+    """Four chords of 1 s each, looped: the harmony comes back every 4 s (and 8, 12 ...)."""
+    frames = int(4 * rhythm.FPS)
+    chroma = np.zeros((12, 5 * frames))
+    for i, pcs in enumerate([(0, 4, 7), (5, 9, 0), (7, 11, 2), (9, 0, 4)] * 5):
+        a = int(i * rhythm.FPS)
+        chroma[list(pcs), a:a + int(rhythm.FPS)] = 1.0
+    lags = [round(lag, 1) for lag, _ in rhythm.repetitions(chroma)]
+    assert lags and lags[0] == pytest.approx(4.0, abs=0.1)
+    assert all(abs(lag / 4.0 - round(lag / 4.0)) < 0.05 for lag in lags)
 
 
 def test_undecodable_file_raises_a_named_error(tmp_path):
@@ -74,3 +97,24 @@ def test_undecodable_file_raises_a_named_error(tmp_path):
     bad.write_bytes(b"RIFF nonsense" * 50)
     with pytest.raises(AudioDecodeError, match="broken.wav"):
         signal_labels(bad)
+
+
+def _tatum_envelope(tatum_bpm: float, accent_every: int, seconds: float = 20.0) -> np.ndarray:
+    """An onset envelope with a note on every tatum, the first of each `accent_every` louder."""
+    env = np.zeros(int(seconds * rhythm.FPS))
+    step = 60.0 / tatum_bpm * rhythm.FPS
+    for i in range(int(len(env) / step)):
+        env[int(round(i * step))] = 1.0 if i % accent_every == 0 else 0.4
+    return env
+
+
+def test_a_beat_tracked_at_a_third_of_its_tatums_too_many_is_regrouped():
+    """Eighths at 240 a minute accented in threes (a jig) and a tracker at 120 (its quarters): the beat
+    is three eighths, 80; accented in twos the same eighths make 120 of a beat tracked at 80."""
+    jig = _tatum_envelope(240.0, 3)
+    assert rhythm.accent_contrast(np.array([1.0, 0.4, 0.4] * 10), 3) > rhythm.accent_contrast(np.array([1.0, 0.4, 0.4] * 10), 2)
+    bpm, moved = rhythm.regroup(jig, 120.0)
+    assert moved and bpm == pytest.approx(80.0, rel=0.02)
+    bpm, moved = rhythm.regroup(_tatum_envelope(240.0, 2), 80.0)
+    assert moved and bpm == pytest.approx(120.0, rel=0.02)
+    assert rhythm.regroup(jig, 80.0) == (80.0, False)  # already the beat: left alone

@@ -11,7 +11,13 @@ Tempo
     * a log-normal prior on the notated beat (PRIOR_BPM, PRIOR_OCTAVES): the band a musician, and
       ACE-Step's labels, count in; the LM's own bpm, when the LM runs, picks the octave instead
       (state/label/policy.py),
-  and the best one wins. The value is refined from the median spacing of beats tracked at that tempo.
+    * whether the strongest repeats of the harmony (a phrase coming back, 2-30 s later) span a whole
+      number of phrases at that beat: 2^k or 3 * 2^k beats (phrases of 2, 4, 8 bars of 2, 3 or 4
+      beats). A reel tracked on its 3+3+2 figure (4/3 of the beat) puts 42.7 beats in a 32-beat
+      repeat; the candidate is penalised by the repeat's strength (REPEAT_PENALTY),
+  and the best one wins. Then regroup() asks whether that beat is 2 or 3 tatums (notes) long and
+  moves it by 3:2 when the tatum accents say so: a 6/8 jig whose trackers all lock on the quarter.
+  The value is refined from the median spacing of beats tracked at that tempo.
   Confidence: how far the winner is ahead of the runner-up (0.5 means a coin toss), times whether
   the trackers agree on the pulse at all.
 
@@ -19,10 +25,12 @@ Metre (ACE-Step's numerators 2, 3, 4, 6)
   On the beats of the chosen tempo: is the beat divided in three (onsets at 1/3 and 2/3 of it) or in
   two (at 1/2)? And do downbeats recur every 2, 3 or 4 beats: accents (onset strength) and harmonic
   changes at one phase of the cycle against the others, plus how much more alike beats a bar apart
-  are than beats at other distances (bars repeat their harmony and rhythm). Two beats divided in three is 6/8 ("6");
-  three or four beats divided in three (9/8, 12/8) have no ACE-Step label and are left unset.
-  Confidence: the winner's lead over the runner-up; metres are often ambiguous (2/4 and 4/4 sound
-  alike), which is why the write threshold for time signatures is the highest.
+  are than beats at other distances (bars repeat their harmony and rhythm). Only triple against duple is
+  decided: 2 and 4 beats a bar do not sound different, so a duple metre is "4" at confidence <= 0.5
+  (proposed, never written alone). Duple beats divided in three is 6/8 ("6", also for 12/8); three
+  beats divided in three (9/8) has no ACE-Step label and is left unset.
+  Confidence: the subdivision's clarity times the lead of triple over duple (or the reverse);
+  state/label/policy.py's write threshold for it was set on the bench (bench/labels.py).
 """
 from __future__ import annotations
 
@@ -36,8 +44,20 @@ FPS = SR / HOP
 MIN_BPM, MAX_BPM = 40.0, 240.0
 PRIOR_BPM = 100.0             # centre of the notated-beat prior
 PRIOR_OCTAVES = 0.9           # its spread (standard deviation, in octaves)
-RATIOS = (1 / 3, 1 / 2, 2 / 3, 1.0, 3 / 2, 2.0, 3.0)
+# The metrical levels a tracker's pulse may sit on relative to the beat: octaves, thirds (a compound
+# beat tracked at its eighths), 3:2 (6/8 tracked in quarters) and 4:3 (a reel tracked on a 3+3+2 figure).
+RATIOS = (1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 1.0, 4 / 3, 3 / 2, 2.0, 3.0, 4.0)
 MIN_BEATS = 8
+TATUM_WINDOW_S = 0.02         # an onset within 20 ms of a tatum tick counts for it
+REGROUPED_CONFIDENCE = 0.75   # the trackers' pulse was overruled by 3:2; less sure than when they agree
+# Phrase repetition (see repetitions()): a passage repeats after a whole number of bars, and phrases are
+# 2, 4, 8 ... bars of 2, 3 or 4 beats, so the repeat spans 2^k or 3 * 2^k beats of the true beat.
+PHRASE_BEATS = np.array(sorted({2 ** k for k in range(1, 8)} | {3 * 2 ** k for k in range(0, 7)}), dtype=float)
+PHRASE_TOLERANCE = 0.025
+REPEAT_PENALTY = 2.0    # fitted on the even-numbered bench files (bench/labels.py), 0.5..5 tried
+REPEAT_MIN_S = 2.0
+REPEAT_MAX_S = 30.0
+REPEAT_SHARE = 0.7      # repeats at least this strong against the strongest one count
 
 
 @dataclass
@@ -93,10 +113,51 @@ def _salience(ac: np.ndarray, bpm: float) -> float:
     return float(max(0.0, ac[lo:hi + 1].max()))
 
 
+def repetitions(chroma: np.ndarray, hop: int = 4) -> list[tuple[float, float]]:
+    """(lag in seconds, similarity) of the strongest repeats of the harmony and melody, 2-30 s apart.
+
+    The similarity of the chroma with itself shifted by each lag (cosine, every `hop` frames); its clear
+    peaks are where a phrase comes back. Music without repeats gives none, and then nothing is judged."""
+    from scipy.signal import find_peaks
+
+    f = np.asarray(chroma, dtype=float)[:, ::hop]
+    f = f - f.mean(axis=1, keepdims=True)
+    f /= np.linalg.norm(f, axis=0, keepdims=True) + 1e-9
+    fps = FPS / hop
+    n = f.shape[1]
+    lo, hi = int(REPEAT_MIN_S * fps), min(int(REPEAT_MAX_S * fps), n // 2)
+    if hi <= lo + 2:
+        return []
+    sim = np.array([np.mean(np.sum(f[:, lag:] * f[:, :n - lag], axis=0)) for lag in range(hi + 1)])
+    peaks, _ = find_peaks(sim[lo:hi], prominence=0.05)
+    if not len(peaks):
+        return []
+    peaks = peaks + lo
+    top = sim[peaks].max()
+    out = []
+    for p in peaks:
+        if sim[p] >= REPEAT_SHARE * top:
+            a, b, c = sim[p - 1], sim[p], sim[p + 1]
+            off = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0  # parabolic: sub-frame lag
+            out.append(((p + off) / fps, float(sim[p])))
+    return out
+
+
+def phrase_misfit(bpm: float, repeats: list[tuple[float, float]]) -> float:
+    """The strongest repeat that does not span 2^k or 3 * 2^k beats at `bpm` (0: all fit, or none)."""
+    worst = 0.0
+    for lag, strength in repeats:
+        n = lag * bpm / 60.0
+        if np.min(np.abs(PHRASE_BEATS / n - 1.0)) > PHRASE_TOLERANCE:
+            worst = max(worst, strength)
+    return worst
+
+
 # ---- tempo ---------------------------------------------------------------------------------------
 
-def score_candidates(tracker_bpms: list[float], onset_ac: np.ndarray, flux_ac: np.ndarray) -> list[tuple[float, float]]:
-    """(bpm, score) for every octave of every tracker tempo, best first; duplicates within 4 % merged."""
+def score_candidates(tracker_bpms: list[float], onset_ac: np.ndarray, flux_ac: np.ndarray,
+                     repeats: list[tuple[float, float]] = ()) -> list[tuple[float, float]]:
+    """(bpm, score) for every metrical level of every tracker tempo, best first; duplicates within 4 % merged."""
     cands: list[float] = []
     for t in tracker_bpms:
         for r in RATIOS:
@@ -109,7 +170,8 @@ def score_candidates(tracker_bpms: list[float], onset_ac: np.ndarray, flux_ac: n
         s_on = _salience(onset_ac, c) + 0.5 * _salience(onset_ac, c / 2)
         s_h = _salience(flux_ac, c) + 0.5 * _salience(flux_ac, c / 2)
         prior = -0.5 * (np.log2(c / PRIOR_BPM) / PRIOR_OCTAVES) ** 2
-        scored.append((c, float(np.log(s_on + 1e-3) + np.log(s_h + 1e-3) + prior)))
+        misfit = REPEAT_PENALTY * phrase_misfit(c, list(repeats))
+        scored.append((c, float(np.log(s_on + 1e-3) + np.log(s_h + 1e-3) + prior - misfit)))
     return sorted(scored, key=lambda x: -x[1])
 
 
@@ -121,6 +183,34 @@ def _track(onset_env: np.ndarray, bpm: float | None = None) -> tuple[float, np.n
     return float(np.atleast_1d(tempo)[0]), librosa.frames_to_time(frames, sr=SR, hop_length=HOP)
 
 
+def accent_contrast(strengths: np.ndarray, period: int) -> float:
+    """How much louder one position in every `period` ticks is than the others, over the mean."""
+    x = np.asarray(strengths, dtype=float)
+    idx = np.arange(len(x)) % period
+    best = max(x[idx == p].mean() - x[idx != p].mean() for p in range(period))
+    return float(best / (x.mean() + 1e-9))
+
+
+def regroup(onset_env: np.ndarray, bpm: float) -> tuple[float, bool]:
+    """The beat as 2 or 3 tatums: (bpm, whether it moved by 3:2 or 2:3).
+
+    Whether a beat splits in two or three is read at the tatum (the fastest pulse of notes), not at
+    the beat: the tatum grid is the one of bpm x 2 and bpm x 3 whose ticks land on louder onsets (the
+    other has empty ticks between the notes), and on it the accents recur every 2 tatums (simple metre)
+    or every 3 (compound). A 6/8 jig tracked in quarters (1.5x its beat) has tatums accented in threes,
+    so its beat is 3 tatums; a 3/4 minuet tracked in dotted quarters has them accented in twos."""
+    grids = {}
+    for sub in (2, 3):
+        _, ticks = _track(onset_env, bpm * sub)
+        if len(ticks) < 3 * MIN_BEATS:
+            return bpm, False
+        grids[sub] = np.array([_peak(onset_env, t, TATUM_WINDOW_S) for t in ticks])
+    sub = max(grids, key=lambda k: grids[k].mean())
+    group = 3 if accent_contrast(grids[sub], 3) > accent_contrast(grids[sub], 2) else 2
+    new = bpm * sub / group
+    return (new, True) if abs(new / bpm - 1) > 0.04 and MIN_BPM <= new <= MAX_BPM else (bpm, False)
+
+
 def _degara(y44: np.ndarray) -> float | None:
     from trainer.label.key import essentia_standard
 
@@ -128,7 +218,8 @@ def _degara(y44: np.ndarray) -> float | None:
     return float(bpm) if len(ticks) >= MIN_BEATS and bpm > 0 else None
 
 
-def estimate_tempo(y22: np.ndarray, y44: np.ndarray | None, onset_env: np.ndarray, flux: np.ndarray) -> TempoEstimate:
+def estimate_tempo(y22: np.ndarray, y44: np.ndarray | None, onset_env: np.ndarray, flux: np.ndarray,
+                   chroma: np.ndarray | None = None) -> TempoEstimate:
     if not np.any(onset_env > 0):
         return TempoEstimate(None, 0.0)
     lb_bpm, lb_beats = _track(onset_env)
@@ -138,8 +229,10 @@ def estimate_tempo(y22: np.ndarray, y44: np.ndarray | None, onset_env: np.ndarra
         trackers.append(deg)
     if not trackers:
         return TempoEstimate(None, 0.0)
-    scored = score_candidates(trackers, _autocorr(onset_env), _autocorr(flux))
+    repeats = repetitions(chroma) if chroma is not None else []
+    scored = score_candidates(trackers, _autocorr(onset_env), _autocorr(flux), repeats)
     best, best_s = scored[0]
+    best, regrouped = regroup(onset_env, best)
     _, beats = _track(onset_env, best)
     if len(beats) >= MIN_BEATS:
         spacing = 60.0 / float(np.median(np.diff(beats)))
@@ -148,7 +241,7 @@ def estimate_tempo(y22: np.ndarray, y44: np.ndarray | None, onset_env: np.ndarra
     runner = scored[1][1] if len(scored) > 1 else best_s - 5.0
     lead = 1.0 / (1.0 + np.exp(-(best_s - runner) * 2.0))  # 0.5 at a tie
     agree = len(trackers) < 2 or any(abs(trackers[0] * r / trackers[1] - 1) <= 0.04 for r in RATIOS)
-    confidence = float(lead if agree else lead * 0.6)
+    confidence = float(lead if agree else lead * 0.6) * (REGROUPED_CONFIDENCE if regrouped else 1.0)
     alts = [b for b in (best / 2, best * 2) if 30 <= b <= 300]
     return TempoEstimate(best, confidence, alts, beats, scored[:6])
 
@@ -166,6 +259,7 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (x.std() + 1e-9)
 
 
+DUPLE_CONFIDENCE = 0.5  # "4" for a duple metre that may be 2/4: a suggestion at most
 REPEAT_WEIGHT = 10.0  # bar repetition (similarities ~0.01-0.05) against accents (z-scores ~0.1-1)
 
 
@@ -218,9 +312,13 @@ def estimate_metre(onset_env: np.ndarray, chroma: np.ndarray, beats: np.ndarray)
             on = np.arange(n) % m == phase
             best = max(best, float(np.mean([f[on].mean() - f[~on].mean() for f in feats])))
         group[m] = best + REPEAT_WEIGHT * repeat[m]
-    ranked = sorted(group, key=lambda m: -group[m])
-    m, runner = ranked[0], ranked[1]
-    margin = group[m] - group[runner]
+    # Triple or not is what the accents and bar repeats tell apart; 2 and 4 beats a bar they do not
+    # (a 2/4 tune sounds like a 4/4 one at the same beat; on the bench group4 beat group2 in most 2/4
+    # and 2/2 pieces), so a duple metre is one class, named "4" (the usual label) and never sure.
+    duple = max(group[2], group[4])
+    triple = group[3] > duple
+    m = 3 if triple else (2 if group[2] > group[4] else 4)
+    margin = abs(group[3] - duple)
     ternary = sub > 0.0
     detail = {"subdivision": round(float(sub), 3), **{f"group{k}": round(v, 3) for k, v in group.items()},
               **{f"repeat{k}": round(float(v), 4) for k, v in repeat.items()}}
@@ -228,7 +326,11 @@ def estimate_metre(onset_env: np.ndarray, chroma: np.ndarray, beats: np.ndarray)
     sure_sub = 1.0 / (1.0 + np.exp(-abs(sub) * 8.0))
     conf = float(sure_group * sure_sub)
     if ternary:
-        ts = "6" if m == 2 else None  # 9/8 and 12/8: outside ACE-Step's vocabulary
+        # two or four beats divided in three: 6/8 (12/8 has no ACE-Step label; "6" is its closest);
+        # three (9/8) has none at all
+        ts = None if triple else "6"
+    elif triple:
+        ts = "3"
     else:
-        ts = str(m)
+        ts, conf = "4", min(conf, DUPLE_CONFIDENCE)
     return MetreEstimate(ts, conf, m, ternary, detail)

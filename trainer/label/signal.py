@@ -33,12 +33,9 @@ class SignalResult:
         return {k: m.value for k, m in self.measured.items()}
 
 
-HPSS = True  # key from the harmonic part: bench/labels.py --compare measures what it buys and costs
-
-
-def analyse(y44: np.ndarray, hpss: bool = HPSS) -> SignalResult:
-    """Measure mono float32 audio at 44.1 kHz. `hpss`: the key from the harmonic part only (drums
-    and note onsets smear the chroma across all 12 classes)."""
+def analyse(y44: np.ndarray) -> SignalResult:
+    """Measure mono float32 audio at 44.1 kHz. The key is read from the whole mix: harmonic/percussive
+    separation first cost 1.3-4 s a file and bought nothing on the bench (bench/labels.py --compare)."""
     from trainer.dataset.audio import resample
     from trainer.label import key as keymod
     from trainer.label import rhythm
@@ -48,19 +45,14 @@ def analyse(y44: np.ndarray, hpss: bool = HPSS) -> SignalResult:
     onset = rhythm.onset_envelope(y22)
     chroma, flux = rhythm.chroma_flux(y22)
     classes = keymod.pitch_classes_in_use(chroma)
-    key_input, key_sr = y44, KEY_SR
-    if hpss:
-        import librosa
-
-        key_input, key_sr = librosa.effects.harmonic(y22), rhythm.SR
-    k = keymod.estimate_key(key_input, key_sr)
+    k = keymod.estimate_key(y44, KEY_SR)
     out.detail["key_strength"] = round(k.strength, 3)
     if k.key is None or classes < keymod.MIN_PITCH_CLASSES:
         why = (f"only {classes} pitch class(es) sound" if k.key is not None else f"profile match {k.strength:.2f}")
         out.notes.append(f"No clear key ({why}), so keyscale was left unset.")
     else:
         out.measured["keyscale"] = Measured(k.key, k.strength)
-    tempo = rhythm.estimate_tempo(y22, y44, onset, flux)
+    tempo = rhythm.estimate_tempo(y22, y44, onset, flux, chroma)
     out.detail["tempo_candidates"] = [(round(b, 1), round(s, 2)) for b, s in tempo.candidates]
     if tempo.bpm is None:
         out.notes.append("No steady beat was found, so bpm and the time signature were left unset.")
@@ -70,9 +62,9 @@ def analyse(y44: np.ndarray, hpss: bool = HPSS) -> SignalResult:
     metre = rhythm.estimate_metre(onset, chroma, tempo.beats)
     out.detail["metre"] = metre.detail
     if metre.timesignature is None:
-        if metre.ternary and metre.beats_per_bar in (3, 4):
-            out.notes.append(f"The beat is divided in three with {metre.beats_per_bar} beats a bar "
-                             f"({3 * metre.beats_per_bar}/8), which ACE-Step has no time signature for.")
+        if metre.ternary and metre.beats_per_bar == 3:
+            out.notes.append("The beat is divided in three with 3 beats a bar (9/8), which ACE-Step has no "
+                             "time signature for.")
         else:
             out.notes.append("No clear metre was found, so timesignature was left unset.")
     else:
@@ -80,13 +72,13 @@ def analyse(y44: np.ndarray, hpss: bool = HPSS) -> SignalResult:
     return out
 
 
-def signal_labels(path: str | Path, hpss: bool = HPSS) -> SignalResult:
+def signal_labels(path: str | Path) -> SignalResult:
     """Measure one file. Raises trainer.dataset.audio.AudioDecodeError for a file that does not decode."""
     from trainer.dataset.audio import load_audio
 
     audio = load_audio(path, max_seconds=MAX_ANALYSIS_S, target_sr=KEY_SR)
     y = audio.samples.mean(axis=0)  # (n,) mono: both channels carry the same tempo and key
-    out = analyse(y, hpss=hpss)
+    out = analyse(y)
     out.measured["duration"] = Measured(round(audio.source_seconds, 3))
     if audio.seconds < MAX_ANALYSIS_S <= audio.source_seconds:
         out.notes.append(f"Tempo, key and metre were measured on the first {MAX_ANALYSIS_S:.0f} s.")
