@@ -30,15 +30,15 @@ def test_int8_base_trains_and_exports_like_a_plain_lora(train_kit, monkeypatch, 
 
     monkeypatch.setattr(loop, "add_lora", spy)
     structured_latents(monkeypatch)
-    settings = dict(max_steps=30, learning_rate=1e-2, rank=8, alpha=8.0, seed=1)
+    settings = dict(max_steps=20, learning_rate=1e-2, rank=8, alpha=8.0, seed=1)
     job = train_kit.run_dir("int8", base_quant="int8", **settings)
     assert train_kit.run(job) == 0, read_events(job)[-3:]
     assert end_of(job)["status"] == "completed"
 
     # the loss falls
     curve = {e["step"]: e["loss"] for e in read_events(job, "step")}
-    first, last = sum(curve[s] for s in range(1, 6)) / 5, sum(curve[s] for s in range(26, 31)) / 5
-    assert last < 0.7 * first, (first, last)
+    first, last = sum(curve[s] for s in range(1, 6)) / 5, sum(curve[s] for s in range(16, 21)) / 5
+    assert last < 0.75 * first, (first, last)  # 6.05 -> 3.89 when written
 
     # every block Linear was quantised before peft saw it; the embedders were not; the adapter is fp32
     blocks = {n: w for n, w in seen["before"].items() if n.startswith("layers.")}
@@ -56,7 +56,7 @@ def test_int8_base_trains_and_exports_like_a_plain_lora(train_kit, monkeypatch, 
     cfg = TrainConfig.load(job / "config.json").replace(base_quant="none")
     plain = tiny_pipe.transformer
     adapter.add_lora(plain, cfg)
-    plain_final = export_final(tmp_path / "plain", plain, cfg, 30, 3)
+    plain_final = export_final(tmp_path / "plain", plain, cfg, 20, 3)
     final = job / "final"
     for name in ("pytorch_lora_weights.safetensors", "adapter_model.safetensors"):
         ours, theirs = adapter_tensors(final / name), adapter_tensors(plain_final / name)
