@@ -153,7 +153,8 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
              dataset_size=plan.dataset_size, validation_tracks=len(val_idx), validation_held_out=held_out,
              total_steps=plan.total_steps, schedule_source=plan.source, warmup_steps=plan.warmup_steps,
              steps_per_epoch=plan.steps_per_epoch, start_step=step, trainable_params=sum(p.numel() for p in params),
-             objective=vars(obj), base_weights_mb=base_mb, predicted_peak_mb=predicted_peak(cfg, device, precision, tracks, clip_frames))
+             objective=vars(obj), base_weights_mb=base_mb,
+             predicted_peak_mb=predicted_peak(cfg, device, precision, tracks, clip_frames))
 
     def save(reason: str) -> None:  # reads `step` when called: every save below is one line
         if not ranks.main:  # the state is the same on every rank: rank 0's is saved
