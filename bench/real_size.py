@@ -13,6 +13,13 @@ conditioning at its longest: 2305 tokens):
   *_on_card_gb      that peak plus allocator slack and the CUDA context (state/train/preflight.py)
   *_tflop           FLOPs of the step (forward, backward, the checkpointed recompute)
   *_min_step_s      the step time at 100% of a 790 TFLOP/s bf16 GPU: a lower bound
+Then the same DiT with an int8 base (`base_quant: int8`, trainer/train/quant.py: torchao weight-only on
+the blocks' Linears), its weights quantised on the meta device and summed from the quantised module's own
+tensors (int8 data, per-row scales), beside the bf16 module's:
+  *_dit_weights_{bf16,int8}_gb   bytes of the DiT's parameters and buffers
+  *_dit_int8_param_share         share of the DiT's parameters in quantised Linears
+  *_int8_*_peak_gb / _on_card_gb the fake-tensor step with the int8 base (clips 60 and 240 s checkpointed,
+                                 60 s without), and whether it fits the 16 GB target (on_card <= 16)
 --presets also measures every preset of state/train/preflight.py (PRESET_PEAK_GB), on the model size
 PRESET_MODEL_SIZE names. The XL half runs in a second process, so the run uses both cores. Wall and
 CPU time (both processes) close the output; CPU time is the figure that stays meaningful on a busy
@@ -31,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 REFERENCE_TFLOPS = 790.0
 CLIPS_S = (30, 60, 240)
+INT8_RUNS = ((60, True), (240, True), (60, False))  # (clip seconds, gradient checkpointing)
+TARGET_GB = 16.0  # the issue's target card for the XL LoRA with an int8 base
 
 
 def main() -> None:
@@ -72,6 +81,32 @@ def measure_model(size: str) -> None:
             print(f"{name}_on_card_gb: {preflight.gpu_total_gb(r['peak_allocated_mb']):.1f}")
             print(f"{name}_tflop: {r['flops_per_micro_batch'] / 1e12:.2f}")
             print(f"{name}_min_step_s: {r['flops_per_micro_batch'] / (REFERENCE_TFLOPS * 1e12):.4f}", flush=True)
+    measure_int8(size)
+
+
+def measure_int8(size: str) -> None:
+    import torch
+
+    from state.train import estimates, preflight, shapes
+    from trainer.train import shapes as dit_shapes
+    from trainer.train.fake_step import StepRig
+    from trainer.train.quant import is_base_linear, quantize_base, weight_bytes
+
+    dit = dit_shapes.build_dit(shapes.RELEASE[size]["transformer"], torch.bfloat16)
+    print(f"{size}_dit_weights_bf16_gb: {weight_bytes(dit) / 2**30:.2f}")
+    in_linears = sum(m.weight.numel() for n, m in dit.named_modules() if is_base_linear(m, n))
+    quantize_base(dit, "int8")
+    print(f"{size}_dit_weights_int8_gb: {weight_bytes(dit) / 2**30:.2f}")
+    print(f"{size}_dit_int8_param_share: {in_linears / dit_shapes.n_params(dit):.3f}", flush=True)
+    rig = StepRig(shapes.RELEASE[size]["transformer"],
+                  estimates.settings_for({"rank": 64, "alpha": 64.0, "base_quant": "int8"}, dtype="bf16"))
+    for seconds, ckpt in INT8_RUNS:
+        r = rig.measure(round(seconds * shapes.LATENTS_PER_SECOND), 1, ckpt, shapes.COND_TOKENS)
+        name = f"{size}_int8_{seconds}s_{'ckpt' if ckpt else 'no_ckpt'}"
+        on_card = preflight.gpu_total_gb(r["peak_allocated_mb"])
+        print(f"{name}_peak_gb: {r['peak_allocated_mb'] / 1024:.2f}")
+        print(f"{name}_on_card_gb: {on_card:.1f}")
+        print(f"{name}_fits_{TARGET_GB:.0f}gb: {'yes' if on_card <= TARGET_GB else 'no'}", flush=True)
 
 
 def measure_presets() -> None:

@@ -19,6 +19,7 @@ from state.train.config import (
     ADAPTER_TYPES,
     ATTENTION_BACKENDS,
     ATTN_PROJS,
+    BASE_QUANTS,
     MLP_PROJS,
     OPTIMIZERS,
     SAMPLINGS,
@@ -73,7 +74,7 @@ NUMBERS = {
 CHOICES = {"optimizer": ("Optimizer", OPTIMIZERS), "scheduler": ("Schedule", SCHEDULERS),
            "timestep_sampling": ("Timestep sampling", SAMPLINGS),
            "attention_backend": ("Attention backend", ATTENTION_BACKENDS),
-           "adapter_type": ("Adapter type", ADAPTER_TYPES)}
+           "adapter_type": ("Adapter type", ADAPTER_TYPES), "base_quant": ("Base weights", BASE_QUANTS)}
 
 
 def key(field: str) -> str:
@@ -234,6 +235,13 @@ def settings() -> tuple[dict, str]:
                        help="peft's LoRA, DoRA (LoRA with a learned magnitude) or LoKr (Kronecker factors). "
                             "What can load each one is listed in the checks below.")
         _number(a[1], "merged_scale")
+        a[2].selectbox(CHOICES["base_quant"][0], BASE_QUANTS, key=key("base_quant"),
+                       format_func={"none": "Full precision", "int8": "int8 (torchao)"}.get,
+                       help="int8 stores the frozen model's block weights in int8 (torchao weight-only), half of "
+                            "bf16's memory, so the XL model's LoRA fits a 16 GB GPU with gradient checkpointing "
+                            "on; the adapter stays fp32 and exports the same files. Works on CPU and on any "
+                            "NVIDIA CUDA GPU (T4, V100, A10G, L4, A100, H100); not on Apple MPS. Needs "
+                            "gradient checkpointing to save memory.")
     values = {f: st.session_state[key(f)] for f in (*NUMBERS, *CHOICES, "gradient_checkpointing", "compile")}
     values["report_to"] = list(st.session_state[key("report_to")])
     values["model_id"] = st.session_state.get(key("model"))

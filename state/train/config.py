@@ -25,6 +25,7 @@ MLP_PROJS = ("gate_proj", "up_proj", "down_proj")
 ATTN_BLOCKS = ("self_attn", "cross_attn")
 OPTIMIZERS = ("adamw_8bit", "adamw")
 ADAPTER_TYPES = ("lora", "dora", "lokr")  # peft LoraConfig, LoraConfig(use_dora=True), LoKrConfig
+BASE_QUANTS = ("none", "int8")  # int8: torchao weight-only on the frozen DiT blocks (trainer/train/quant.py)
 SCHEDULERS = ("constant_with_warmup", "constant", "linear", "cosine")
 # logit_normal_max2: the release's own sampler (the larger of two logit-normal draws, ACESTEP.md §3);
 # logit_normal: one draw; turbo_discrete: the 8 turbo steps upstream's LoRA trainer samples.
@@ -55,6 +56,7 @@ class TrainConfig:
     rank: int = 64                # LoRA rank r
     alpha: float = 64.0           # LoRA alpha; the update is scaled by alpha / rank
     dropout: float = 0.1          # dropout on the LoRA input
+    base_quant: str = "none"      # any of BASE_QUANTS: the frozen base's Linear weights in int8, the adapter fp32
     target_modules: list = field(default_factory=lambda: list(ATTN_PROJS))  # subset of ATTN_PROJS + MLP_PROJS
     target_blocks: list = field(default_factory=lambda: list(ATTN_BLOCKS))  # which attentions the ATTN_PROJS adapt
     # -- optimisation
@@ -223,6 +225,7 @@ def field_limits() -> dict[str, tuple]:
         "max_seconds": (Interval(ge=1.0, le=3600.0),),
         "rank": (Ge(1),), "alpha": (Gt(0),), "dropout": (Interval(ge=0.0, le=0.9),),
         "adapter_type": (_one_of(ADAPTER_TYPES),), "merged_scale": (Interval(ge=0.0, le=4.0),),
+        "base_quant": (_one_of(BASE_QUANTS),),
         "target_modules": (_subset_of(ATTN_PROJS + MLP_PROJS, non_empty=True),),
         "target_blocks": (_subset_of(ATTN_BLOCKS),),
         "optimizer": (_one_of(OPTIMIZERS),), "scheduler": (_one_of(SCHEDULERS),),

@@ -62,6 +62,7 @@ def settings_for(cfg: dict, rows: list[dict] | None = None, *, dtype: str | None
         "optimizer": c["optimizer"],
         "lora_dropout": float(c["dropout"]) > 0,  # dropout 0 makes peft skip the dropped copies
         "cond_tokens": shapes.COND_TOKENS,
+        "base_quant": c["base_quant"],  # int8 halves the frozen blocks' weights (trainer/train/quant.py)
     }
 
 

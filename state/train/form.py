@@ -23,7 +23,7 @@ FORM_FIELDS = ("max_steps", "epochs", "learning_rate", "clip_seconds", "rank", "
                "checkpoint_every", "keep_last", "gradient_checkpointing", "timestep_sampling", "target_modules",
                "sample_every", "sample_seed", "sample_seconds", "sample_prompt",
                "val_every", "val_share", "early_stop_patience", "ema_decay", "attention_backend", "compile",
-               "report_to", "adapter_type", "merged_scale")
+               "report_to", "adapter_type", "merged_scale", "base_quant")
 
 
 def preset_names() -> list[str]:

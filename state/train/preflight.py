@@ -231,6 +231,7 @@ def run_preflight(model: str, cfg: dict, rows: list[dict], total_steps: int | No
     if (short := schedule_check(cfg, s["usable"], total_steps)) is not None:
         pf.checks.append(short)
     pf.checks.extend(adapter_checks(cfg))
+    pf.checks.extend(base_quant_checks(cfg, dev["kind"]))
     return pf
 
 
@@ -253,6 +254,45 @@ def adapter_checks(cfg: dict) -> list[Check]:
         out.append(Check("info", f"After training, a whole pipeline with the adapter fused at scale "
                                  f"{cfg['merged_scale']:g} is saved in the run's merged/ folder: as large as the base "
                                  "model on disk."))
+    return out
+
+
+# base_quant -> (the pip package it needs, the device kinds it runs on). torchao's int8 weight-only matmul is
+# plain PyTorch ops (CPU and any CUDA GPU); on Apple's MPS it has not been run, so it is not offered there.
+BASE_QUANT_SUPPORT = {"int8": ("torchao", ("cpu", "cuda"))}
+
+
+def base_quant_problem(base_quant: str, device_kind: str) -> str | None:
+    """Why `base_quant` cannot run on this kind of device (cuda | mps | cpu), or None. The trainer asks too,
+    before it loads anything."""
+    import importlib.util
+
+    if base_quant not in BASE_QUANT_SUPPORT:
+        return None
+    package, kinds = BASE_QUANT_SUPPORT[base_quant]
+    if device_kind not in kinds:
+        return (f"base_quant {base_quant!r} runs on {' and '.join(k.upper() for k in kinds)} only, not on "
+                f"{device_kind.upper()}: set the base weights to 'none' (full precision).")
+    if importlib.util.find_spec(package) is None:
+        return (f"base_quant {base_quant!r} needs the {package} package, which is not installed here: "
+                f"pip install -r requirements.txt, or set the base weights to 'none'.")
+    return None
+
+
+def base_quant_checks(cfg: dict, device_kind: str) -> list[Check]:
+    mode = cfg.get("base_quant", "none")
+    if mode == "none":
+        return []
+    if problem := base_quant_problem(mode, device_kind):
+        return [Check("error", problem)]
+    out = [Check("info", "int8 base: the frozen DiT blocks' weights in int8 (torchao), half their bf16 memory; the "
+                         "adapter trains in fp32 and exports exactly as without it. Each step spends a little time "
+                         "converting weights back, and the base's rounding shifts the loss slightly.")]
+    if not cfg.get("gradient_checkpointing", True):
+        out.append(Check("warning", "int8 base without gradient checkpointing: backward keeps a full-precision "
+                                    "copy of every block's weights, so the step's peak is higher than a bf16 "
+                                    "base's (measured: bench/real_size.py). Turn gradient checkpointing on to gain "
+                                    "the memory."))
     return out
 
 

@@ -47,6 +47,7 @@ from contextlib import ExitStack, contextmanager, nullcontext
 import torch
 import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
@@ -54,6 +55,7 @@ from state.train.config import TrainConfig
 from trainer.train import shapes
 from trainer.train.adapter import add_lora
 from trainer.train.objective import Objective, compute_loss, make_batch
+from trainer.train.quant import quantize_base
 
 ALLOC_ROUND = 512  # bytes; CUDA's caching allocator rounds every block up to this (kMinBlockSize)
 MEM_EFF_ALIGNMENT = 16  # the memory-efficient kernel wants the mask's last dim a multiple of this
@@ -197,7 +199,7 @@ def train_config(s: dict) -> TrainConfig:
     return TrainConfig(rank=s["rank"], alpha=float(s["rank"]), dropout=0.1 if s["lora_dropout"] else 0.0,
                        target_modules=list(s["target_modules"]), target_blocks=list(s["target_blocks"]),
                        optimizer=s["optimizer"], batch_size=s["batch_size"],
-                       gradient_checkpointing=s["gradient_checkpointing"])
+                       gradient_checkpointing=s["gradient_checkpointing"], base_quant=s.get("base_quant", "none"))
 
 
 def measure(request: dict) -> dict:
@@ -214,9 +216,10 @@ class StepRig:
     def __init__(self, dit_config: dict, settings: dict) -> None:
         t0 = time.process_time()
         self.dit_config, self.cfg, self.dtype = dit_config, train_config(settings), DTYPES[settings["dtype"]]
-        # the model on the meta device, the adapter as training attaches it, then fake storage
+        # the model on the meta device, quantised and given the adapter as training does, then fake storage
         self.transformer = shapes.build_dit(dit_config, self.dtype)
         self.dit_params = shapes.n_params(self.transformer)
+        quantize_base(self.transformer, self.cfg.base_quant)  # meta tensors in, meta int8 data and scales out
         add_lora(self.transformer, self.cfg)
         self.transformer.train()
         self.meter = meter = Meter()
@@ -296,7 +299,9 @@ def _materialize(module: torch.nn.Module, meter: Meter) -> None:
     """Give every meta parameter and buffer fake storage (inside `meter`), labelled weights or adapter."""
     for name, mod in module.named_modules():
         for key, p in list(mod._parameters.items()):
-            if p is not None:
+            if p is not None and is_traceable_wrapper_subclass(p):  # a quantised weight: its inner tensors
+                mod._parameters[key] = torch.nn.Parameter(_fake_subclass(p, meter), requires_grad=False)
+            elif p is not None:
                 fake = torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype), requires_grad=p.requires_grad)
                 mod._parameters[key] = fake
                 meter.relabel(fake, "adapter" if "lora_" in f"{name}.{key}" else "weights")
@@ -304,6 +309,15 @@ def _materialize(module: torch.nn.Module, meter: Meter) -> None:
             if b is not None:
                 mod._buffers[key] = torch.empty(b.shape, dtype=b.dtype)
                 meter.relabel(mod._buffers[key], "weights")
+
+
+def _fake_subclass(t: torch.Tensor, meter: Meter) -> torch.Tensor:
+    """A torchao tensor rebuilt around fake inner tensors (int8 data, scales), labelled weights."""
+    names, ctx = t.__tensor_flatten__()
+    inner = {n: torch.empty(getattr(t, n).shape, dtype=getattr(t, n).dtype) for n in names}
+    for v in inner.values():
+        meter.relabel(v, "weights")
+    return type(t).__tensor_unflatten__(inner, ctx, t.size(), t.stride())
 
 
 def _to_device(v):

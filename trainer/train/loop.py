@@ -37,7 +37,7 @@ from state.train.config import (
     parse_overrides,
     validation_split,
 )
-from state.train.preflight import predicted_peak_mb
+from state.train.preflight import base_quant_problem, predicted_peak_mb
 from trainer.job import StopNow
 from trainer.listen.previews import Previews
 from trainer.train.adapter import AdapterMismatch, adapter_state, add_lora
@@ -58,6 +58,7 @@ from trainer.train.export import export_final, export_merged
 from trainer.train.meter import StepMeter
 from trainer.train.objective import Objective, compute_loss, make_batch
 from trainer.train.precision import Precision
+from trainer.train.quant import quantize_base, weight_bytes
 from trainer.train.trackers import trackers
 from trainer.train.validation import Validator
 
@@ -90,6 +91,8 @@ def train(ctx, cfg: TrainConfig, ckpt: Path | None, ranks: Ranks | None = None) 
     ranks = ranks or Ranks()
     device, dtype = pick_device_dtype(None if cfg.device == "auto" else cfg.device)
     device = ranks.place(device)
+    if problem := base_quant_problem(cfg.base_quant, device.type):  # before minutes of loading, not after
+        raise ConfigError(problem)
     precision = Precision.for_device(device, dtype)
     removed = remove_stale_temps(ctx.job_dir) if ranks.main else []
     if removed:
@@ -121,7 +124,9 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
     null_emb = pipe.condition_encoder.null_condition_emb.detach().clone().to(device)  # (1, 1, H): "no condition"
     clip_frames = round(cfg.clip_seconds * pipe.latents_per_second)
     free_encoders(pipe, keep_condition_encoder=False)  # training needs only their cached outputs and null_emb
+    quantize_base(pipe.transformer, cfg.base_quant, device)  # before peft wraps it, so only base weights
     transformer = pipe.transformer.to(device)
+    base_mb = round(weight_bytes(transformer) / 2**20, 1)
     train_idx, val_idx, held_out = validation_split([str(t["id"] or i) for i, t in enumerate(every)], cfg)
     tracks = pinned([every[i] for i in train_idx], device)
     seed_everything(cfg.seed)
@@ -148,7 +153,8 @@ def _train(ctx, cfg: TrainConfig, ckpt: Path | None, rows: list[dict], device, p
              dataset_size=plan.dataset_size, validation_tracks=len(val_idx), validation_held_out=held_out,
              total_steps=plan.total_steps, schedule_source=plan.source, warmup_steps=plan.warmup_steps,
              steps_per_epoch=plan.steps_per_epoch, start_step=step, trainable_params=sum(p.numel() for p in params),
-             objective=vars(obj), predicted_peak_mb=predicted_peak(cfg, device, precision, tracks, clip_frames))
+             objective=vars(obj), base_weights_mb=base_mb,
+             predicted_peak_mb=predicted_peak(cfg, device, precision, tracks, clip_frames))
 
     def save(reason: str) -> None:  # reads `step` when called: every save below is one line
         if not ranks.main:  # the state is the same on every rank: rank 0's is saved
