@@ -1,10 +1,24 @@
 """Shared fixtures. Teammates append their own below; keep each fixture self-contained."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Under pytest-xdist (pytest.ini: one worker per core) each worker, and every job it starts, computes on
+# one thread, so N workers fill N cores instead of each process starting a thread per core. The tiny
+# models' ops are too small to gain from more. Set before anything imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(items):
+    """The `long` tests first: handed out one at a time (pytest.ini), they then spread over the workers."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: the rest keep their order
+
+
+import numpy as np  # noqa: E402 - after the thread settings, which numpy's BLAS reads at import
+import pytest  # noqa: E402
 
 # ---------------------------------------------------------------- model layer (trainer/tiny, models, preprocess)
 

@@ -230,6 +230,7 @@ def _number(page, label: str):
     return page.get_by_label(label, exact=True)
 
 
+@pytest.mark.long
 def test_train_flow_follows_the_user_in_chromium(fresh_demo_server, tmp_path):
     """A fresh workspace in a real browser: Start unlocks by itself once the demo model is built;
     settings survive a page switch; the run just started is on screen at once with its Stop button;

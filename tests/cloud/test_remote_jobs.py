@@ -35,6 +35,7 @@ def done(run, timeout=240.0) -> dict:
     return end_of(run)
 
 
+@pytest.mark.long
 def test_run_on_hf_jobs_stops_with_a_checkpoint_then_resumes_there(train_kit, fake_hub):
     shutil.copytree(train_kit.model_dir, paths.demo_model_dir())  # goes with the input: the Job trains on it
     run = rj.start_remote(config(), rows(train_kit), "cpu-basic", IMAGE, WRITE_TOKEN, **FAST)

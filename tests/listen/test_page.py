@@ -28,6 +28,7 @@ def texts(at) -> str:
     return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
 
 
+@pytest.mark.long
 def test_generate_listen_blind_vote_and_the_vote_survives_a_reload(ab_run):
     at = page()
     assert not at.exception

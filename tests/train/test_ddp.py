@@ -31,6 +31,7 @@ def ended(job_dir, after: float = 0.0):
     return lambda: any(e["t"] > after for e in read_events(job_dir, "end")) and not jobs.is_alive(job_dir)
 
 
+@pytest.mark.long
 def test_two_ranks_train_what_one_process_trains_and_stop_resume_on_one(train_kit, tmp_path):
     # a constant schedule, so the run's length (which only the stop decides) does not change the steps
     same = {"grad_accum": 2, "scheduler": "constant", "warmup_ratio": 0.0}
@@ -70,6 +71,7 @@ def test_two_ranks_train_what_one_process_trains_and_stop_resume_on_one(train_ki
     assert max((fa[n] - fb[n]).abs().max().item() for n in fa) < 1e-5
 
 
+@pytest.mark.long
 def test_a_killed_rank_ends_the_run_with_its_reason_and_a_resumable_checkpoint(train_kit, tmp_path):
     job = train_kit.run_dir("kill", max_steps=2, grad_accum=2, checkpoint_every=2)
     assert train_kit.run(job) == 0  # one process writes step-000002 ...

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from locations import REPO
 
 
+@pytest.mark.long
 def test_gpu_check_smoke_runs_every_configuration(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path / "out")}
     env.pop("ACELORA_HOME", None)

@@ -32,6 +32,7 @@ def _has(job_dir, type_, **match):
     return any(all(e.get(k) == v for k, v in match.items()) for e in read_events(job_dir, type_))
 
 
+@pytest.mark.long
 def test_sigterm_saves_then_kill9_dies_then_resume_continues(train_kit, tmp_path, launch):
     job = train_kit.run_dir("crash", max_steps=LONG, checkpoint_every=5)
     launch(job, "train")
@@ -66,6 +67,7 @@ def test_sigterm_saves_then_kill9_dies_then_resume_continues(train_kit, tmp_path
     assert steps_after[0] == last + 1 and steps_after[-1] == last + 3
 
 
+@pytest.mark.long
 def test_queued_run_starts_only_after_the_first_ends(train_kit, launch):
     first = train_kit.run_dir("first", max_steps=LONG)
     second = train_kit.run_dir("second", max_steps=3)

@@ -53,6 +53,7 @@ def steps(run_dir):
     return [e for e in read_all(run_dir / "events.jsonl") if e["type"] == "step"]
 
 
+@pytest.mark.long
 def test_train_stop_resume_complete_then_runs_page(ws):
     at = page("train")
     assert not at.exception

@@ -10,6 +10,7 @@ import torch
 
 from state.train import preflight
 from state.train.config import ConfigError, TrainConfig
+
 from train_kit import adapter_tensors, end_of, read_events, structured_latents
 
 
