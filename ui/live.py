@@ -152,11 +152,13 @@ def _clock(t: float) -> str:
 def render(run_dir: Path, key: str) -> str:
     """Draw the view once without controls (Runs page); returns the job status."""
     status = jobs.reconcile(run_dir)
-    view(run_dir, key, attach(run_dir), status, with_previews=False)  # the Runs page has a Samples tab
+    # the Runs page has a Samples tab, and its own demo-model warning above the tabs
+    view(run_dir, key, attach(run_dir), status, with_previews=False, demo_caption=False)
     return status.status
 
 
-def view(run_dir: Path, key: str, series: RunSeries, status: jobs.JobStatus, with_previews: bool = True) -> None:
+def view(run_dir: Path, key: str, series: RunSeries, status: jobs.JobStatus, with_previews: bool = True,
+         demo_caption: bool = True) -> None:
     start = series.start or {}
     last = _numbers(series.last_step or {})  # a hand-edited events file may hold anything
     phase = series.phase or {}
@@ -166,7 +168,7 @@ def view(run_dir: Path, key: str, series: RunSeries, status: jobs.JobStatus, wit
     training = status.active and phase.get("name") == "train"
 
     model = str(runs.read_config(run_dir)[0].get("model_id", ""))
-    if settings.is_demo(model):
+    if demo_caption and settings.is_demo(model):
         st.caption("Tiny demo model (random weights): this run exercises the workflow; its adapter makes noise.")
     c = st.columns(4)
     c[0].metric("Status", STATUS_BADGE.get(status.status, status.status))
