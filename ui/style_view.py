@@ -18,8 +18,9 @@ from state.listen import ab, style
 from state.train import runs
 from ui import ab as ab_view
 
-LAYOUT = dict(margin=dict(l=10, r=10, t=30, b=10), height=300, legend=dict(orientation="h", y=1.15),
-              hovermode="x unified")
+# the legend under the x axis: above the plot it ran into this chart's long title
+LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=330,
+              legend=dict(orientation="h", y=-0.2, yanchor="top", x=0), hovermode="x unified")
 AB_PRESELECT = "ab_preselect"  # session key the A/B page consumes once: {"run": id, "source": folder name}
 
 
@@ -62,7 +63,9 @@ def figure(result: dict | None, validation: list[dict], best: dict | None) -> go
                                  mode="lines+markers", name="validation loss", line=dict(color="#ef553b"),
                                  marker=dict(size=4)), secondary_y=True)
     if best is not None:
-        fig.add_vline(x=best["step"], line=dict(color="#ef553b", dash="dash", width=1))
+        # a shape over the plot's full height: add_vline drew nothing when only the right axis had points
+        fig.add_shape(type="line", xref="x", yref="paper", x0=best["step"], x1=best["step"], y0=0, y1=1,
+                      line=dict(color="#ef553b", dash="dash", width=1))
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"best validation: step {best['step']}",
                                  line=dict(color="#ef553b", dash="dash")), secondary_y=True)
     fig.update_xaxes(title_text="step")

@@ -156,3 +156,13 @@ def test_preflight_warns_when_a_run_is_planned_far_shorter_than_the_recipe():
     assert schedule_check({}, 5, recipe_steps(5)) is None
     # a larger batch needs fewer optimizer steps, so the same plan is judged against a smaller recipe
     assert schedule_check({"batch_size": 4}, 20, recipe_steps(20, 4)) is None
+
+
+def test_the_best_validation_step_is_marked_with_only_validation_points():
+    from ui import style_view
+
+    val = [{"step": s, "loss": 2.0 - s / 2000} for s in range(100, 2001, 100)]
+    fig = style_view.figure(None, val, {"step": 1500})
+    (line,) = fig.layout.shapes  # plotly's add_vline drew nothing here: the left axis had no points
+    assert (line.x0, line.x1, line.yref, line.y0, line.y1) == (1500, 1500, "paper", 0, 1)
+    assert fig.layout.legend.y < 0  # under the plot, clear of the title
