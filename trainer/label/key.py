@@ -25,6 +25,12 @@ import numpy as np
 # mix scored best (85 % exact there, 75 % on the odd files; the former "bgate" with the opening
 # rule: 77.5 / 67.5 %, and 82.5 / 77.5 % on the HPSS harmonic part).
 PROFILE = "temperley2005"
+# Also measured (issue 18, 2026-12-02, throwaway scripts over the same 80 files; none kept): essentia
+# HPCP frames rebuilt by hand (12/36 bins, 8 harmonics) fed to Key with each of its 13 profiles, with
+# and without polyphonic and three-chord profiles; the mean correlation of 2, 6 or 9 profiles; a
+# bass-register (25-262 Hz) tonic bonus over the whole file, its opening or its end; opening and
+# ending windows. None beat this setting on the even files (best 80 / 80 % even / odd against
+# 82.5 / 75 %: thpcp without polyphony), and every bass bonus lost points on the odd ones.
 OPENING = False  # the opening-window rule below: it lost 3 points on the even files with this profile
 KEY_STRENGTH_FLOOR = 0.3
 OPENING_S = 10.0
