@@ -20,6 +20,20 @@ def pytest_collection_modifyitems(items):
 import numpy as np  # noqa: E402 - after the thread settings, which numpy's BLAS reads at import
 import pytest  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def _fresh_streamlit_caches():
+    """st.cache_data lives as long as the process: a Hub answer cached by one test (say, "no such repo")
+    must not reach the next one on the same xdist worker, which may be any test of the suite."""
+    import sys
+
+    if "streamlit" in sys.modules:
+        import streamlit as st
+
+        st.cache_data.clear()  # not cache_resource: its folder watchers are keyed by path, never shared
+    yield
+
+
 # ---------------------------------------------------------------- model layer (trainer/tiny, models, preprocess)
 
 @pytest.fixture
