@@ -10,6 +10,14 @@ from pathlib import Path
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+    # numba (librosa's beat tracker) caches compiled code beside its sources; two workers compiling the
+    # same function at once left a cache that segfaulted every later call in a fresh clone. One folder per
+    # worker and run.
+    import tempfile
+
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(
+        tempfile.gettempdir(), f"acelora-numba-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')[:12]}-"
+        f"{os.environ['PYTEST_XDIST_WORKER']}"))
 
 
 def pytest_collection_modifyitems(items):
