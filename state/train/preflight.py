@@ -119,7 +119,12 @@ def estimate_minutes(flops_per_micro_batch: float, cfg: dict, total_steps: int, 
     if tflops is None:
         return None
     flops = flops_per_micro_batch * int(cfg.get("grad_accum", 1)) * total_steps
-    return round(flops / (tflops * 1e12 * ASSUMED_MFU * max(1, int(cfg.get("gpus", 1)))) / 60, 1)
+    return round(flops / (tflops * 1e12 * ASSUMED_MFU * ranks(cfg)) / 60, 1)
+
+
+def ranks(cfg: dict) -> int:
+    """The data-parallel ranks a config asks for (`gpus`; unset or 0 is one)."""
+    return max(1, int(cfg.get("gpus", 1) or 1))
 
 
 def predicted_peak_mb(model_id: str, cfg_dict: dict, *, dtype: str | None = None, seconds: float | None = None,
@@ -168,7 +173,7 @@ def _estimate(pf: Preflight, model: str, cfg: dict, rows: list[dict], total_step
     if total_steps:
         pf.minutes = estimate_minutes(result["flops_per_micro_batch"], cfg, total_steps, gpu_name, dtype)
     peak = result["peak_allocated_mb"] / 1024
-    n = max(1, int(cfg.get("gpus", 1)))
+    n = ranks(cfg)
     on = f"{n} × the {gpu_name}" if n > 1 else f"the {gpu_name}"
     time_text = f"~{pf.minutes:.0f} min at {ASSUMED_MFU:.0%} of {on}'s peak" if pf.minutes is not None \
         else f"no time estimate (no throughput figure for {gpu_name or 'this GPU'})"
@@ -216,7 +221,7 @@ def run_preflight(model: str, cfg: dict, rows: list[dict], total_steps: int | No
                settings.is_demo(model) else "No GPU found: fine for the demo model, far too slow for a real one.")
     else:
         pf.add("ok", f"Device: {dev['label']}.")
-    wanted, have = int(cfg.get("gpus", 1) or 1), len(dev.get("gpus") or [])
+    wanted, have = ranks(cfg), len(dev.get("gpus") or [])
     if wanted > 1 and wanted > have:
         pf.add("error", f"gpus {wanted}: this machine has {have} NVIDIA GPU(s); data-parallel training needs one "
                f"per rank. Set gpus to {max(1, have)}.")

@@ -22,7 +22,7 @@ import warnings
 
 import torch
 
-BASE_QUANTS = ("int8",)  # state.train.config.BASE_QUANTS, less "none"
+from state.train.config import BASE_QUANTS  # the one list of modes, "none" included
 
 
 def is_base_linear(module: torch.nn.Module, name: str) -> bool:
@@ -39,7 +39,7 @@ def quantize_base(transformer: torch.nn.Module, base_quant: str, device: torch.d
     if base_quant == "none":
         return 0
     if base_quant not in BASE_QUANTS:
-        raise ValueError(f"base_quant {base_quant!r}: use one of none, {', '.join(BASE_QUANTS)}")
+        raise ValueError(f"base_quant {base_quant!r}: use one of {', '.join(BASE_QUANTS)}")
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     # peft warns that merge() needs torchao's requantisation recipe; training never merges in this process
