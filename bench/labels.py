@@ -13,10 +13,11 @@ unset counts as wrong):
   tempo acc2      the same, also allowing x2, x1/2, x3, x1/3 (the metrical level may differ)
   timesig exact   ACE-Step's numerator (2, 3, 4, 6) equals the score's; over the files that have one
 Targets (issue 18): key exact >= 85 %, tempo acc1 >= 76 %, acc2 >= 90 %. --compare also measures
-the key with and without the harmonic part (HPSS), the opening window and the former profile, the
+the key from the melody alone and the harmony alone, the harmony with and without the harmonic
+part (HPSS), the opening window and the former profile, the
 tempo from the HPSS percussive part's onsets and without the phrase-repeat term, and each beat
 tracker alone, on the same files. Each score line is also given over the even- and odd-numbered
-files ("even / odd"): the constants fitted on the bench (key profile, REPEAT_PENALTY) were chosen
+files ("even / odd"): the constants fitted on the bench (key profile, MELODY_MARGIN, REPEAT_PENALTY) were chosen
 on the even ones, so the odd ones are held out.
 """
 from __future__ import annotations
@@ -176,6 +177,11 @@ def halves(xs, truths, ok=bool) -> str:
                       for name, p in (("even", 0), ("odd", 1)))
 
 
+def _melody_key(keymod, y, sr) -> str | None:
+    r = keymod.melody_reading(y, sr)
+    return keymod.spell(r.pc, r.mode) if r else None
+
+
 def compare(cache: Path, rows) -> None:
     """The key with and without harmonic/percussive separation and the opening window, each tracker alone."""
     import numpy as np
@@ -199,17 +205,23 @@ def compare(cache: Path, rows) -> None:
     for t, _ in rows:
         y = load_audio(cache / t.file, target_sr=KEY_SR).samples.mean(axis=0)
         y22 = load_audio(cache / t.file, target_sr=rhythm.SR).samples.mean(axis=0)
-        timed(f"key {keymod.PROFILE} whole track only, 44.1 kHz", lambda: keymod.estimate_key(y, KEY_SR, opening=False).key)
-        timed(f"key {keymod.PROFILE} whole + opening, 44.1 kHz", lambda: keymod.estimate_key(y, KEY_SR, opening=True).key)
-        timed("key bgate whole + opening, 44.1 kHz", lambda: keymod.estimate_key(y, KEY_SR, "bgate", opening=True).key)
-        timed(f"key {keymod.PROFILE} whole track only, 22.05 kHz", lambda: keymod.estimate_key(y22, rhythm.SR, opening=False).key)
+        timed("key labeller (melody or harmony), 44.1 kHz", lambda: keymod.estimate_key(y, KEY_SR).key)
+        timed("key melody alone (PitchMelodia, Temperley-Kostka-Payne)", lambda: _melody_key(keymod, y, KEY_SR))
+        timed(f"key harmony alone ({keymod.PROFILE}), 44.1 kHz",
+              lambda: keymod.estimate_key(y, KEY_SR, opening=False, melody=False).key)
+        timed(f"key harmony {keymod.PROFILE} whole + opening, 44.1 kHz",
+              lambda: keymod.estimate_key(y, KEY_SR, opening=True, melody=False).key)
+        timed("key harmony bgate whole + opening, 44.1 kHz",
+              lambda: keymod.estimate_key(y, KEY_SR, "bgate", opening=True, melody=False).key)
+        timed(f"key harmony {keymod.PROFILE} whole track only, 22.05 kHz",
+              lambda: keymod.estimate_key(y22, rhythm.SR, opening=False, melody=False).key)
         parts = []
         timed("hpss", lambda: parts.append(librosa.effects.hpss(y22)))
         harmonic, percussive = parts[0]
-        timed(f"key {keymod.PROFILE} whole track only, 22.05 kHz HPSS harmonic part",
-              lambda: keymod.estimate_key(harmonic, rhythm.SR, opening=False).key)
-        timed("key bgate whole + opening, 22.05 kHz HPSS harmonic part",
-              lambda: keymod.estimate_key(harmonic, rhythm.SR, "bgate", opening=True).key)
+        timed(f"key harmony {keymod.PROFILE} whole track only, 22.05 kHz HPSS harmonic part",
+              lambda: keymod.estimate_key(harmonic, rhythm.SR, opening=False, melody=False).key)
+        timed("key harmony bgate whole + opening, 22.05 kHz HPSS harmonic part",
+              lambda: keymod.estimate_key(harmonic, rhythm.SR, "bgate", opening=True, melody=False).key)
         onset = rhythm.onset_envelope(y22)
         chroma, flux = rhythm.chroma_flux(y22)
         timed("tempo librosa beat_track alone", lambda: rhythm._track(onset)[0])

@@ -137,3 +137,20 @@ def metre_piece(path: Path, bpm: float, beats_per_bar: int, subdivision: int = 2
     y = (0.3 * y / np.max(np.abs(y))).astype(np.float32)
     sf.write(str(path), y, sr)
     return Path(path)
+
+
+def melody(path: Path, notes: list[int], seconds_per_note: float = 0.4, cents: float = 0.0, loops: int = 3,
+           sr: int = SR) -> Path:
+    """A single line (MIDI notes, one after another, each with harmonics and a short decay), played
+    `loops` times and detuned by `cents` as a whole: a tune on one instrument, no chords under it."""
+    n = int(seconds_per_note * sr)
+    t = np.arange(n) / sr
+    env = np.minimum(1.0, t / 0.01) * np.exp(-t * 2.0)
+    line = np.concatenate([env * _note(m + cents / 100.0, t) for m in notes] * loops)
+    y = (0.3 * line / np.max(np.abs(line))).astype(np.float32)
+    sf.write(str(path), y, sr)
+    return Path(path)
+
+
+# A tune in E minor on its own, the raised 7th (D#) at each cadence: E G B A G F# E D# E | B A G F# G E
+E_MINOR_TUNE = [64, 67, 71, 69, 67, 66, 64, 63, 64, 71, 69, 67, 66, 67, 66, 64, 59, 64]

@@ -7,11 +7,12 @@ import soundfile as sf
 
 from state.dataset.labels import normalise_labels
 from trainer.dataset.audio import AudioDecodeError
+from trainer.label import key as keymod
 from trainer.label import rhythm
-from trainer.label.key import pitch_class, spell
+from trainer.label.key import Reading, pitch_class, spell
 from trainer.label.signal import signal_labels
 
-from label_kit import A_MINOR, chord_loop, click_track, metre_piece
+from label_kit import A_MINOR, E_MINOR_TUNE, chord_loop, click_track, melody, metre_piece
 
 
 def test_click_track_at_120_bpm_reads_120_and_has_no_key(tmp_path):
@@ -29,6 +30,31 @@ def test_chord_loop_in_a_minor_reads_a_minor_with_a_confidence(tmp_path):
     assert 0.5 < res.measured["keyscale"].confidence <= 1.0
     assert normalise_labels(res.labels)[0]["keyscale"] == "A minor"  # already canonical
 
+
+
+@pytest.mark.parametrize("cents", [0, 35])
+def test_a_tune_on_one_instrument_is_read_from_its_notes_in_any_tuning(tmp_path, cents):
+    y, sr = sf.read(melody(tmp_path / "tune.wav", E_MINOR_TUNE, cents=cents), dtype="float32")
+    hist = keymod.melody_histogram(y, sr)
+    used = set(np.flatnonzero(hist >= 0.03 * hist.sum()).tolist())
+    assert used == {pitch_class(n) for n in ("E", "F#", "G", "A", "B", "D#")}  # its notes, a third of a semitone sharp or not
+    est = keymod.estimate_key(y, sr)
+    assert est.key == "E minor" and "melody" in est.source and est.melody_classes == 6
+
+
+def test_the_melody_overrules_the_harmony_only_with_a_clear_margin(monkeypatch):
+    y = np.ones(44100, dtype=np.float32)
+    monkeypatch.setattr(keymod, "harmony_reading", lambda *a, **k: Reading(pitch_class("D"), "major", 0.8))
+    for margin, key, other, source in [(0.10, "E minor", "D major", "melody"), (0.03, "D major", "E minor", "harmony")]:
+        monkeypatch.setattr(keymod, "melody_reading", lambda *a, m=margin: Reading(4, "minor", 0.9, m, 7))
+        est = keymod.estimate_key(y, 44100)
+        assert (est.key, est.other, est.source) == (key, other, source)
+        assert est.strength == pytest.approx((0.9 if source == "melody" else 0.8) * keymod.DISAGREE)
+    # agreeing readings keep the stronger confidence; a line of two notes is no scale, so the harmony decides
+    monkeypatch.setattr(keymod, "melody_reading", lambda *a: Reading(pitch_class("D"), "major", 0.9, 0.2, 7))
+    assert keymod.estimate_key(y, 44100).strength == pytest.approx(0.9)
+    monkeypatch.setattr(keymod, "melody_reading", lambda *a: Reading(4, "minor", 0.9, 0.5, 2))
+    assert (keymod.estimate_key(y, 44100).key, keymod.estimate_key(y, 44100).other) == ("D major", None)
 
 @pytest.mark.parametrize("bpm,beats,sub,expect", [(100, 3, 2, "3"), (112, 4, 2, "4"), (80, 2, 3, "6"), (76, 3, 3, None)])
 def test_metre_and_tempo_of_a_counted_pulse(tmp_path, bpm, beats, sub, expect):

@@ -1,7 +1,7 @@
 """Signal labels, measured on the CPU without any model: duration, tempo, key, time signature.
 
   duration       the file's own length (frames / sample rate), not the analysed excerpt; exact
-  keyscale       essentia's KeyExtractor (trainer/label/key.py)
+  keyscale       the melody's notes or the harmony's chroma, whichever is clearer (trainer/label/key.py)
   bpm            beat trackers + an octave choice in the notated beat (trainer/label/rhythm.py)
   timesignature  beat subdivision and downbeat grouping on the tracked beats (rhythm.py)
 
@@ -46,12 +46,19 @@ def analyse(y44: np.ndarray) -> SignalResult:
     chroma, flux = rhythm.chroma_flux(y22)
     classes = keymod.pitch_classes_in_use(chroma)
     k = keymod.estimate_key(y44, KEY_SR)
-    out.detail["key_strength"] = round(k.strength, 3)
+    out.detail.update(key_strength=round(k.strength, 3), key_source=k.source, key_other=k.other)
+    # a tune on one instrument can pile its chroma onto one or two classes (a whistle's strong
+    # fundamental) while its tracked notes still spell a scale: either count is evidence of one
+    classes = max(classes, k.melody_classes)
     if k.key is None or classes < keymod.MIN_PITCH_CLASSES:
         why = (f"only {classes} pitch class(es) sound" if k.key is not None else f"profile match {k.strength:.2f}")
         out.notes.append(f"No clear key ({why}), so keyscale was left unset.")
     else:
         out.measured["keyscale"] = Measured(k.key, k.strength)
+        if k.other:
+            other = "harmony" if k.source == "melody" else "melody"
+            out.notes.append(f"The {k.source} reads {k.key} and the {other} {k.other}; {k.key} was kept, "
+                             f"with its confidence lowered to {k.strength:.2f}.")
     tempo = rhythm.estimate_tempo(y22, y44, onset, flux, chroma)
     out.detail["tempo_candidates"] = [(round(b, 1), round(s, 2)) for b, s in tempo.candidates]
     if tempo.bpm is None:
