@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 # Under pytest-xdist (pytest.ini: one worker per core) each worker, and every job it starts, computes on
@@ -10,14 +11,13 @@ from pathlib import Path
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
-    # numba (librosa's beat tracker) caches compiled code beside its sources; two workers compiling the
-    # same function at once left a cache that segfaulted every later call in a fresh clone. One folder per
-    # worker and run.
-    import tempfile
-
-    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(
-        tempfile.gettempdir(), f"acelora-numba-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')[:12]}-"
-        f"{os.environ['PYTEST_XDIST_WORKER']}"))
+# numba (librosa's beat tracker) caches compiled code on disk. Two workers compiling the same function
+# at once left a cache that segfaulted every later call in a fresh clone, so each worker of a run has its
+# own folder. Without one, label jobs would compile into each test's own workspace (trainer/label/signal.py
+# prepare()), 20-50 s a test; a serial (-n0) run has one folder, kept between runs.
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), (
+    f"acelora-numba-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')[:12]}-{os.environ['PYTEST_XDIST_WORKER']}"
+    if os.environ.get("PYTEST_XDIST_WORKER") else "acelora-numba-serial")))
 
 
 def pytest_collection_modifyitems(items):

@@ -184,6 +184,8 @@ def test_corrupt_file_warns_and_the_rest_are_labelled_via_run_py(workspace):
     assert events[-1]["type"] == "end" and events[-1]["status"] == "completed"
     assert not (ds.source / "broken.json").exists()
     assert sidecar(ds, "minor.wav")["labeled_by"] == "dsp"
+    # the job compiled librosa's numba code under the cache folder's lock before measuring anything
+    assert (Path(os.environ["NUMBA_CACHE_DIR"]) / "compile.lock").is_file()
 
 
 # ---- write policy (state/label/policy.py) ----

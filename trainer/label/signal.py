@@ -79,10 +79,40 @@ def analyse(y44: np.ndarray) -> SignalResult:
     return out
 
 
+_prepared = False
+
+
+def prepare() -> None:
+    """Compile librosa's numba functions once per process, under a lock, before measuring anything.
+
+    numba caches compiled code on disk. Two label jobs compiling the same function at once on a
+    fresh install (seen with two test workers) left a cache that segfaulted every later call. The
+    cache lives in AceLoRA's own cache folder (not beside librosa in site-packages, which may be
+    read-only), and the first analysis in each job, on a few seconds of generated audio, runs while
+    holding a lock there: the first job compiles and writes, the others then load what it wrote."""
+    import os
+
+    from filelock import FileLock
+
+    from state import paths
+
+    cache = Path(os.environ.setdefault("NUMBA_CACHE_DIR", str(paths.cache_dir() / "numba")))
+    cache.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(4.0 * KEY_SR)) / KEY_SR
+    beats = (np.mod(t, 0.5) < 0.05).astype(np.float64)
+    y = (0.2 * np.sin(2 * np.pi * 220.0 * t) * (0.3 + beats)).astype(np.float32)
+    with FileLock(str(cache / "compile.lock"), timeout=900):
+        analyse(y)
+    global _prepared
+    _prepared = True
+
+
 def signal_labels(path: str | Path) -> SignalResult:
     """Measure one file. Raises trainer.dataset.audio.AudioDecodeError for a file that does not decode."""
     from trainer.dataset.audio import load_audio
 
+    if not _prepared:
+        prepare()
     audio = load_audio(path, max_seconds=MAX_ANALYSIS_S, target_sr=KEY_SR)
     y = audio.samples.mean(axis=0)  # (n,) mono: both channels carry the same tempo and key
     out = analyse(y)
