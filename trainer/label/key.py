@@ -12,9 +12,11 @@
            and its overtones smear the chroma; its notes still spell the scale.
 
 The melody reading is taken when its best key clears its second best by MELODY_MARGIN (a clear
-answer); otherwise, and when no line is tracked, the harmony reading. On the bench this fixed 9
-files the harmony got wrong (modal folk tunes, tunes on whistle, fiddle or bagpipe, pieces whose
-opening dwells on the dominant) and lost 2. When the two readings disagree the confidence is
+answer); otherwise, and when no line is tracked, the harmony reading. On the bench corpus this
+fixed 8 files the harmony got wrong (six folk tunes on whistle, flute, fiddle, accordion or piano, a
+chorale and a quartet movement; 3 of the 8 had been read on their dominant, 2 in the parallel mode)
+and lost 2. The melody's pitch-class count also lets a whistle tune through whose chroma piles onto
+two classes (trainer/label/signal.py). When the two readings disagree the confidence is
 lowered (DISAGREE), so the key is proposed rather than written. No model is downloaded: the
 profiles are tables (essentia's inside the library, the melody's below).
 
@@ -88,7 +90,7 @@ class Reading:
 class KeyEstimate:
     key: str | None     # "A minor"; None when the audio matches no key
     strength: float     # 0..1, the confidence
-    source: str = ""    # "harmony" | "melody": which reading named the key
+    source: str = ""    # "harmony" | "melody" | "harmony+melody": which reading named the key
     other: str | None = None  # the other reading's key when the two disagree
     melody_classes: int = 0   # pitch classes in use in the tracked melody (0: none tracked)
 
