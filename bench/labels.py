@@ -2,7 +2,7 @@
 
     apt-get install -y fluidsynth fluid-soundfont-gm          # the synthesiser and a GM soundfont
     .venv/bin/pip install -r bench/requirements-labels.txt    # music21 (its corpus) and pretty_midi
-    .venv/bin/python bench/labels.py [--quick] [--files 80] [--cache DIR] [--compare]
+    .venv/bin/python bench/labels.py [--quick] [--files 80] [--seed 0] [--cache DIR] [--compare]
 
 The corpus (bench/label_corpus.py) is built once at run time and cached in --cache (default
 ~/.cache/acelora/label-bench); nothing is committed. Scores, each over every file (a value left
