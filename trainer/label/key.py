@@ -56,10 +56,10 @@ DISAGREE = 0.6  # confidence factor when two readings name different keys
 # Melody reading: its best key must beat the second best by this much in correlation to be taken
 # over the harmony's. Chosen on the even files (37 of 40 right at 0.06-0.08; 34 at 0, i.e. the
 # melody alone, and 34 with the harmony alone); the odd files then score 33 (melody alone 34,
-# harmony alone 30). A second corpus held out entirely (bench/labels.py --seed 1: 80 other renderings,
-# other pieces, keys and ensembles): 63 of 80 right (harmony alone 57, melody alone 64). Most of the
-# errors left there are minor pieces read as their relative major by both readings: in the excerpt
-# the melody dwells on the relative major's tonic more than on its own.
+# harmony alone 30). Two corpora held out entirely (bench/labels.py --seed 1 and --seed 2: 80 other
+# renderings each, other pieces, keys and ensembles): 63 and 68 of 80 right (harmony alone 57 and 61,
+# melody alone 64 and 64). Most errors left on seed 1 are minor pieces read as their relative major
+# by both readings: in the excerpt the melody dwells on the relative major's tonic more than its own.
 MELODY_MARGIN = 0.06
 MELODY_HOP = 256  # samples at 44.1 kHz (5.8 ms); the default 128 gave the same keys in twice the time
 MELODY_MIN_VOICED_S = 2.0  # less tracked pitch than this is no melody to read a key from
