@@ -144,3 +144,11 @@ def test_a_beat_tracked_at_a_third_of_its_tatums_too_many_is_regrouped():
     bpm, moved = rhythm.regroup(_tatum_envelope(240.0, 2), 80.0)
     assert moved and bpm == pytest.approx(120.0, rel=0.02)
     assert rhythm.regroup(jig, 80.0) == (80.0, False)  # already the beat: left alone
+
+
+def test_a_beat_whose_tatums_group_both_ways_is_left_alone():
+    """Eighths accented only on each bar's first (every 6: 3/4 in eighths and 6/8 alike) say neither 2 nor
+    3 clearly; the trackers' pulse stands rather than moving by 3:2 on a few points' lead."""
+    bars = _tatum_envelope(240.0, 6)
+    assert rhythm.regroup(bars, 120.0) == (120.0, False)
+    assert rhythm.regroup(bars, 80.0) == (80.0, False)
