@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-requirements.txt}
+if [ "$want" = requirements-dev.txt ]; then
+  # The suite also drives Debian's chromium (browser tests) and nginx (the APP_PASSWORD proxy,
+  # tests/app/test_proxy.py); installed here so the README's one test command is the whole setup.
+  ./scripts/test_system_packages.sh
+fi
 py=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 index=${ACELORA_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}

@@ -67,7 +67,7 @@ def websocket_status(port: int, headers: dict | None = None) -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
-        pytest.fail("nginx is missing: .ci/run installs Debian's nginx-light (apt-get install nginx-light)")
+        pytest.fail("nginx is missing: scripts/setup_env.sh requirements-dev.txt installs it as root (apt-get install nginx-light)")
     home = tmp_path_factory.mktemp("proxy_home")
     port = free_port()
     env = {**os.environ, "APP_PASSWORD": PASSWORD, "ACELORA_HOME": str(home), "ACELORA_APP_PORT": str(free_port()),
