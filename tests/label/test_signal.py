@@ -55,6 +55,13 @@ def test_the_melody_overrules_the_harmony_only_with_a_clear_margin(monkeypatch):
     assert keymod.estimate_key(y, 44100).strength == pytest.approx(0.9)
     monkeypatch.setattr(keymod, "melody_reading", lambda *a: Reading(4, "minor", 0.9, 0.5, 2))
     assert (keymod.estimate_key(y, 44100).key, keymod.estimate_key(y, 44100).other) == ("D major", None)
+    # B minor is D major's relative (the same notes): there the melody needs RELATIVE_MARGIN, not MELODY_MARGIN
+    for margin, key in [(0.08, "D major"), (0.12, "B minor")]:
+        monkeypatch.setattr(keymod, "melody_reading", lambda *a, m=margin: Reading(pitch_class("B"), "minor", 0.9, m, 7))
+        assert keymod.estimate_key(y, 44100).key == key
+    monkeypatch.setattr(keymod, "harmony_reading", lambda *a, **k: Reading(pitch_class("B"), "minor", 0.8))
+    monkeypatch.setattr(keymod, "melody_reading", lambda *a: Reading(pitch_class("D"), "major", 0.9, 0.08, 7))
+    assert keymod.estimate_key(y, 44100).key == "B minor"
 
 @pytest.mark.parametrize("bpm,beats,sub,expect", [(100, 3, 2, "3"), (112, 4, 2, "4"), (80, 2, 3, "6"), (76, 3, 3, None)])
 def test_metre_and_tempo_of_a_counted_pulse(tmp_path, bpm, beats, sub, expect):
